@@ -1,0 +1,163 @@
+"""Lossless CSV codec for snapshot tables.
+
+One cell per column, RFC 4180 quoting, UTF-8, rows ending in CRLF (readers accept LF too).
+Null and the empty string stay distinct the way PostgreSQL's CSV format keeps them: null is an
+empty *unquoted* field, the empty string is `""`. Every non-null value has one canonical text:
+
+    string, text, email, link, datetime  the text itself (datetime as Xata sends it, ISO 8601)
+    int                                  decimal digits, any size
+    float                                shortest text that reads back to the same double (-0.0 kept)
+    bool                                 true / false
+    json                                 the JSON text as Xata sends it (json columns are strings)
+    multiple, vector, file, file[]       compact JSON (UTF-8, not ASCII-escaped)
+
+Same value, same bytes: the diff may compare cell text and only decode where the text differs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from .model import Column, ColumnType
+
+_JSON_TYPES = frozenset({"multiple", "vector", "file", "file[]"})
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+
+Cell = str | None
+
+
+def _dump_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def encode_value(value: Any, type_: ColumnType) -> Cell:
+    """The canonical cell text of a decoded value (None for null)."""
+    if value is None:
+        return None
+    if type_ in _JSON_TYPES:
+        return _dump_json(value)
+    if type_ == "bool":
+        if not isinstance(value, bool):
+            raise TypeError(f"expected a bool, got {type(value).__name__}")
+        return "true" if value else "false"
+    if type_ == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an int, got {type(value).__name__}")
+        return str(value)
+    if type_ == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"expected a number, got {type(value).__name__}")
+        return repr(float(value))
+    if type_ == "json":
+        return value if isinstance(value, str) else _dump_json(value)
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def decode_value(cell: Cell, type_: ColumnType) -> Any:
+    """The decoded value of a cell; inverse of encode_value."""
+    if cell is None:
+        return None
+    if type_ in _JSON_TYPES:
+        return json.loads(cell)
+    if type_ == "int":
+        return int(cell)
+    if type_ == "float":
+        return float(cell)
+    if type_ == "bool":
+        if cell in ("true", "t"):
+            return True
+        if cell in ("false", "f"):
+            return False
+        raise ValueError(f"not a bool: {cell!r}")
+    return cell
+
+
+def _quote(cell: Cell) -> str:
+    if cell is None:
+        return ""
+    if cell == "" or _NEEDS_QUOTES.search(cell):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
+
+
+def format_row(cells: Sequence[Cell]) -> str:
+    """One CSV line, CRLF-terminated."""
+    return ",".join([_quote(c) for c in cells]) + "\r\n"
+
+
+def encode_record(record: dict[str, Any], columns: Sequence[Column]) -> list[Cell]:
+    return [encode_value(record.get(col.name), col.type) for col in columns]
+
+
+def decode_row(cells: Sequence[Cell], columns: Sequence[Column]) -> dict[str, Any]:
+    return {col.name: decode_value(cell, col.type) for col, cell in zip(columns, cells, strict=True)}
+
+
+# --- reading -------------------------------------------------------------------------------------
+# Python 3.13's csv reader reports unquoted empty fields as None under QUOTE_NOTNULL (3.12 parses
+# the flag but ignores it); older interpreters use the portable reader below.
+_STDLIB_KEEPS_NULLS = sys.version_info >= (3, 13)
+# Xata text values can be far larger than the csv module's default 128 KiB field limit.
+csv.field_size_limit(2**31 - 1)
+
+
+def read_rows_stdlib(text: Iterable[str]) -> Iterator[list[Cell]]:
+    return csv.reader(text, strict=True, quoting=csv.QUOTE_NOTNULL)  # type: ignore[return-value]
+
+
+_FIELD = re.compile(r'"((?:[^"]|"")*)"|([^,"\r\n]*)')
+
+
+def read_rows_portable(text: Iterable[str]) -> Iterator[list[Cell]]:
+    """A small RFC 4180 reader that keeps unquoted empty fields as None, on any Python."""
+    pending = ""
+    for line in text:
+        pending += line
+        if pending.count('"') % 2:  # inside a quoted field that spans lines
+            continue
+        record = pending.rstrip("\r\n") if pending.endswith("\n") else pending
+        pending = ""
+        yield _split_record(record)
+    if pending:
+        raise csv.Error("unexpected end of data inside a quoted field")
+
+
+def _split_record(record: str) -> list[Cell]:
+    cells: list[Cell] = []
+    pos = 0
+    while True:
+        match = _FIELD.match(record, pos)
+        if match is None:  # pragma: no cover - the pattern matches the empty string
+            raise csv.Error(f"malformed CSV at column {pos}")
+        quoted, plain = match.group(1), match.group(2)
+        cells.append(quoted.replace('""', '"') if quoted is not None else (plain or None))
+        pos = match.end()
+        if pos == len(record):
+            return cells
+        if record[pos] != ",":
+            raise csv.Error(f"malformed CSV at column {pos}: {record[pos]!r}")
+        pos += 1
+        if pos == len(record):
+            cells.append(None)
+            return cells
+
+
+read_rows = read_rows_stdlib if _STDLIB_KEEPS_NULLS else read_rows_portable
+
+
+def read_table(stream: Iterable[str], columns_by_name: dict[str, Column]) -> Iterator[dict[str, Any]]:
+    """Decoded records of one snapshot CSV (header row first); columns matched by name."""
+    rows = read_rows(stream)
+    header = next(rows, None)
+    if header is None:
+        return
+    columns = [columns_by_name[str(name)] for name in header]
+    for cells in rows:
+        yield decode_row(cells, columns)

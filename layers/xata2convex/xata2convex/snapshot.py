@@ -1,0 +1,199 @@
+"""The snapshot store: DESIGN's layout over a BlobStore.
+
+{root}/{database}/{branch}/snapshots/{snapshot_id}/manifest.json   written last
+{root}/{database}/{branch}/snapshots/{snapshot_id}/schema.json
+{root}/{database}/{branch}/snapshots/{snapshot_id}/tables/{table}.csv
+{root}/{database}/{branch}/state/applied.json
+{root}/{database}/{branch}/runs/{run_id}.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import secrets
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from . import codec
+from .model import (
+    DatabaseSchema,
+    Record,
+    SnapshotError,
+    SnapshotManifest,
+    TableManifest,
+    TableSchema,
+    schema_from_xata,
+)
+from .storage import Blob, BlobStore
+
+
+def new_snapshot_id(now: datetime | None = None) -> str:
+    """Sorts by time: `20261129T120000Z-3f9c` (UTC, then 4 random hex digits)."""
+    now = now or datetime.now(UTC)
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(2)}"
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False) + "\n").encode()
+
+
+class _HashingWriter:
+    """Counts and hashes the bytes on their way to the store."""
+
+    def __init__(self, sink: IO[bytes]) -> None:
+        self.sink = sink
+        self.sha = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, data: bytes) -> None:
+        self.sha.update(data)
+        self.bytes += len(data)
+        self.sink.write(data)
+
+
+def write_csv(
+    blobs: BlobStore, key: str, file: str, table: TableSchema, pages: Iterable[list[Record]]
+) -> TableManifest:
+    """Stream records into one CSV object (header first) and describe it for the manifest."""
+    columns = table.snapshot_columns()
+    rows = 0
+    with blobs.open_write(key) as sink:
+        out = _HashingWriter(sink)
+        out.write(codec.format_row([c.name for c in columns]).encode())
+        for page in pages:
+            out.write("".join([codec.format_row(codec.encode_record(r, columns)) for r in page]).encode())
+            rows += len(page)
+    return TableManifest(
+        name=table.name,
+        file=file,
+        rows=rows,
+        columns=tuple(c.name for c in columns),
+        sha256=out.sha.hexdigest(),
+        bytes=out.bytes,
+    )
+
+
+class SnapshotStore:
+    def __init__(self, blobs: BlobStore, database: str, branch: str) -> None:
+        self.blobs = blobs
+        self.database = database
+        self.branch = branch
+        self.base = f"{database}/{branch}/"
+
+    # --- keys ---
+    def snapshot_key(self, snapshot_id: str, name: str) -> str:
+        return f"{self.base}snapshots/{snapshot_id}/{name}"
+
+    def table_key(self, snapshot_id: str, table: str) -> str:
+        return self.snapshot_key(snapshot_id, f"tables/{table}.csv")
+
+    def describe(self, key: str) -> str:
+        return self.blobs.describe(key)
+
+    # --- writing ---
+    def write_schema(self, snapshot_id: str, raw_schema: Any) -> None:
+        self.blobs.put(self.snapshot_key(snapshot_id, "schema.json"), _json_bytes(raw_schema))
+
+    def write_table(
+        self, snapshot_id: str, table: TableSchema, pages: Iterable[list[Record]]
+    ) -> TableManifest:
+        """Stream a table's pages into its CSV; memory holds one page at a time."""
+        file = f"tables/{table.name}.csv"
+        return write_csv(self.blobs, self.snapshot_key(snapshot_id, file), file, table, pages)
+
+    def write_table_csv(
+        self, snapshot_id: str, table: TableSchema, chunks: Iterable[bytes], rows: int
+    ) -> TableManifest:
+        """Store CSV bytes already in the codec's format (header included), e.g. from Postgres COPY."""
+        file = f"tables/{table.name}.csv"
+        with self.blobs.open_write(self.snapshot_key(snapshot_id, file)) as sink:
+            out = _HashingWriter(sink)
+            for chunk in chunks:
+                out.write(chunk)
+        return TableManifest(
+            name=table.name,
+            file=file,
+            rows=rows,
+            columns=tuple(c.name for c in table.snapshot_columns()),
+            sha256=out.sha.hexdigest(),
+            bytes=out.bytes,
+        )
+
+    def write_manifest(self, manifest: SnapshotManifest) -> None:
+        """Written last: a snapshot without a manifest is incomplete and never read."""
+        self.blobs.put(
+            self.snapshot_key(manifest.snapshot_id, "manifest.json"),
+            _json_bytes(manifest.to_json()),
+            if_none_match=True,
+        )
+
+    # --- reading ---
+    def list_snapshots(self) -> list[str]:
+        """Complete snapshots (those with a manifest), oldest first."""
+        ids = self.blobs.list_dirs(f"{self.base}snapshots/")
+        return [i for i in ids if self.blobs.get(self.snapshot_key(i, "manifest.json")) is not None]
+
+    def latest_snapshot(self) -> str | None:
+        ids = self.list_snapshots()
+        return ids[-1] if ids else None
+
+    def read_manifest(self, snapshot_id: str) -> SnapshotManifest:
+        blob = self.blobs.get(self.snapshot_key(snapshot_id, "manifest.json"))
+        if blob is None:
+            where = self.describe(self.snapshot_key(snapshot_id, "manifest.json"))
+            raise SnapshotError(
+                f"snapshot {snapshot_id!r} has no manifest at {where} (missing or incomplete)"
+            )
+        return SnapshotManifest.from_json(json.loads(blob.data))
+
+    def read_schema(self, snapshot_id: str) -> DatabaseSchema:
+        blob = self.blobs.get(self.snapshot_key(snapshot_id, "schema.json"))
+        if blob is None:
+            raise SnapshotError(f"snapshot {snapshot_id!r} has no schema.json")
+        return schema_from_xata(json.loads(blob.data))
+
+    def open_table_text(self, snapshot_id: str, table: str) -> IO[str]:
+        raw = self.blobs.open_read(self.table_key(snapshot_id, table))
+        return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+
+    def iter_records(self, snapshot_id: str, table: TableSchema) -> Iterator[Record]:
+        """Decoded records of one table, streamed."""
+        by_name = {c.name: c for c in table.snapshot_columns()}
+        with self.open_table_text(snapshot_id, table.name) as text:
+            try:
+                yield from codec.read_table(text, by_name)
+            except KeyError as exc:
+                raise SnapshotError(
+                    f"snapshot {snapshot_id!r} table {table.name!r}: "
+                    f"CSV column {exc.args[0]!r} is not in its schema"
+                ) from exc
+
+    # --- state and runs ---
+    def state_key(self) -> str:
+        return f"{self.base}state/applied.json"
+
+    def read_state(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The applied state and its etag (for a replace-if-unchanged write)."""
+        blob: Blob | None = self.blobs.get(self.state_key())
+        if blob is None:
+            return None, None
+        return json.loads(blob.data), blob.etag
+
+    def write_state(self, state: dict[str, Any], *, expected_etag: str | None) -> str:
+        key = self.state_key()
+        if expected_etag is None:
+            return self.blobs.put(key, _json_bytes(state), if_none_match=True)
+        return self.blobs.put(key, _json_bytes(state), if_match=expected_etag)
+
+    def run_key(self, run_id: str) -> str:
+        return f"{self.base}runs/{run_id}.json"
+
+    def write_run_report(self, run_id: str, report: dict[str, Any]) -> None:
+        self.blobs.put(self.run_key(run_id), _json_bytes(report))
+
+    def read_run_report(self, run_id: str) -> dict[str, Any] | None:
+        blob = self.blobs.get(self.run_key(run_id))
+        return None if blob is None else json.loads(blob.data)

@@ -1,0 +1,275 @@
+"""Where snapshot files live: a local folder or S3, behind one small interface.
+
+Writes stream (S3 multipart above one part), so memory is bounded by a part, not a file.
+Conditional writes (create-only, or replace-if-unchanged) guard the state file and the run lock.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol, cast
+from urllib.parse import unquote, urlparse
+
+from .model import SnapshotError
+
+
+class PreconditionFailed(SnapshotError):
+    """A conditional write lost a race: the object exists, or changed since it was read."""
+
+
+@dataclass(frozen=True)
+class Blob:
+    data: bytes
+    etag: str
+
+
+class BlobStore(Protocol):
+    def describe(self, key: str) -> str: ...
+
+    def open_write(self, key: str) -> AbstractContextManager[IO[bytes]]: ...
+
+    def open_read(self, key: str) -> IO[bytes]: ...
+
+    def get(self, key: str) -> Blob | None: ...
+
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
+        """Write the whole object; returns its new etag. Raises PreconditionFailed on a lost race."""
+        ...
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        """Names directly below prefix (which ends with '/')."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+
+def open_blob_store(uri: str, *, s3_client: Any = None) -> BlobStore:
+    """`s3://bucket/prefix`, `file:///abs/dir` or a plain path."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise SnapshotError(f"SNAPSHOT_URI {uri!r} names no bucket")
+        return S3BlobStore(parsed.netloc, parsed.path.strip("/"), client=s3_client)
+    if parsed.scheme == "file":
+        return LocalBlobStore(Path(unquote(parsed.path)))
+    if parsed.scheme in ("", "file") or len(parsed.scheme) == 1:  # plain path (or a Windows drive)
+        return LocalBlobStore(Path(uri))
+    raise SnapshotError(f"SNAPSHOT_URI {uri!r}: expected s3://bucket/prefix, file:///dir or a path")
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def describe(self, key: str) -> str:
+        return str(self._path(key))
+
+    def open_write(self, key: str) -> AbstractContextManager[IO[bytes]]:
+        return _AtomicLocalFile(self._path(key))
+
+    def open_read(self, key: str) -> IO[bytes]:
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError as exc:
+            raise SnapshotError(f"missing {self.describe(key)}") from exc
+
+    def get(self, key: str) -> Blob | None:
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        stat = self._path(key).stat()
+        return Blob(data, f"{stat.st_mtime_ns}-{stat.st_size}")
+
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if if_none_match:
+            try:
+                with path.open("xb") as fh:
+                    fh.write(data)
+            except FileExistsError as exc:
+                raise PreconditionFailed(f"{self.describe(key)} already exists") from exc
+        else:
+            if if_match is not None:
+                current = self.get(key)
+                if current is None or current.etag != if_match:
+                    raise PreconditionFailed(f"{self.describe(key)} changed since it was read")
+            with _AtomicLocalFile(path) as fh:
+                fh.write(data)
+        blob = self.get(key)
+        assert blob is not None
+        return blob.etag
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir())
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+class _AtomicLocalFile(AbstractContextManager[IO[bytes]]):
+    """Write to a temporary file beside the target and rename on success: no torn files."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> IO[bytes]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        self.fh = os.fdopen(fd, "wb")
+        return self.fh
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.fh.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            os.unlink(self.tmp)
+
+
+class S3BlobStore:
+    PART_SIZE = 8 * 1024 * 1024
+
+    def __init__(self, bucket: str, prefix: str, *, client: Any = None) -> None:
+        if client is None:
+            import boto3  # boto3 honours AWS_ENDPOINT_URL for a local S3
+
+            client = boto3.client("s3")
+        self.client = client
+        self.bucket = bucket
+        self.prefix = f"{prefix}/" if prefix else ""
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def describe(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    @contextmanager
+    def open_write(self, key: str) -> Iterator[IO[bytes]]:
+        writer = _S3StreamingWriter(self.client, self.bucket, self._key(key), self.PART_SIZE)
+        try:
+            yield cast(IO[bytes], writer)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.finish()
+
+    def open_read(self, key: str) -> IO[bytes]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except self.client.exceptions.NoSuchKey as exc:
+            raise SnapshotError(f"missing {self.describe(key)}") from exc
+        return io.BufferedReader(_StreamingBodyRaw(body), buffer_size=1024 * 1024)
+
+    def get(self, key: str) -> Blob | None:
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            return None
+        return Blob(obj["Body"].read(), obj["ETag"])
+
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key), "Body": data}
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
+        try:
+            return str(self.client.put_object(**kwargs)["ETag"])
+        except self.client.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise PreconditionFailed(f"{self.describe(key)}: conditional write refused") from exc
+            raise
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        names: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        full = self._key(prefix)
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                names.append(common["Prefix"][len(full) :].rstrip("/"))
+        return sorted(names)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def iter_keys(self, prefix: str) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for obj in page.get("Contents", []):
+                yield obj["Key"][len(self.prefix) :]
+
+
+class _StreamingBodyRaw(io.RawIOBase):
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self.body.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        self.body.close()
+        super().close()
+
+
+class _S3StreamingWriter(io.RawIOBase):
+    """Buffers one part at a time; a file below one part is a single PUT, larger ones multipart."""
+
+    def __init__(self, client: Any, bucket: str, key: str, part_size: int) -> None:
+        self.client, self.bucket, self.key, self.part_size = client, bucket, key, part_size
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.buffer += data
+        while len(self.buffer) >= self.part_size:
+            self._upload_part(bytes(self.buffer[: self.part_size]))
+            del self.buffer[: self.part_size]
+        return len(data)
+
+    def _upload_part(self, chunk: bytes) -> None:
+        if self.upload_id is None:
+            self.upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
+        number = len(self.parts) + 1
+        response = self.client.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=chunk
+        )
+        self.parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+    def abort(self) -> None:
+        if self.upload_id is not None:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+
+    def finish(self) -> None:
+        if self.upload_id is None:
+            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer))
+            return
+        if self.buffer:
+            self._upload_part(bytes(self.buffer))
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+        )
