@@ -159,6 +159,11 @@ class SnapshotStore:
         raw = self.blobs.open_read(self.table_key(snapshot_id, table))
         return io.TextIOWrapper(raw, encoding="utf-8", newline="")
 
+    def iter_rows(self, snapshot_id: str, table: str) -> Iterator[list[codec.Cell]]:
+        """Raw cells of one table's CSV, header row first, streamed."""
+        with self.open_table_text(snapshot_id, table) as text:
+            yield from codec.read_rows(text)
+
     def iter_records(self, snapshot_id: str, table: TableSchema) -> Iterator[Record]:
         """Decoded records of one table, streamed."""
         by_name = {c.name: c for c in table.snapshot_columns()}

@@ -1,0 +1,93 @@
+"""The diff engine: adds, changes and deletes by record id, whatever the column order."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xata2convex.codec import Cell
+from xata2convex.diff import TableDiffer
+from xata2convex.model import Column, TableSchema
+
+TABLE = TableSchema("t", (Column("name", "string"), Column("n", "int")))
+HEADER: list[Cell] = ["id", "xata_version", "xata_createdAt", "xata_updatedAt", "name", "n"]
+
+
+def row(record_id: str, name: str | None, n: int | None, version: int = 0) -> list[Cell]:
+    return [record_id, str(version), None, None, name, None if n is None else str(n)]
+
+
+def run(old: list[list[Cell]] | None, new: list[list[Cell]], **kwargs: object) -> tuple[dict[str, int], list]:
+    differ = TableDiffer(TABLE, old, new, **kwargs)  # type: ignore[arg-type]
+    changes = [(c.kind, c.record_id, c.record) for c in differ]
+    return differ.result.to_json(), changes
+
+
+def test_classifies_adds_changes_deletes_and_unchanged() -> None:
+    old = [HEADER, row("a", "x", 1), row("b", "y", 2), row("c", "z", 3)]
+    new = [HEADER, row("a", "x", 1), row("b", "Y", 2, version=1), row("d", "", None)]
+    counts, changes = run(old, new)
+    assert counts == {"added": 1, "changed": 1, "deleted": 1, "unchanged": 1}
+    assert [(k, i) for k, i, _ in changes] == [("changed", "b"), ("added", "d"), ("deleted", "c")]
+    assert changes[1][2] == {
+        "id": "d", "xata_version": 0, "xata_createdAt": None, "xata_updatedAt": None, "name": "", "n": None
+    }  # fmt: skip
+    assert changes[2][2] is None
+
+
+def test_column_order_does_not_count_as_a_change() -> None:
+    old = [HEADER, row("a", "x", 1)]
+    order = [5, 4, 3, 2, 1, 0]
+    new = [[HEADER[i] for i in order], [row("a", "x", 1)[i] for i in order]]
+    assert run(old, new)[0] == {"added": 0, "changed": 0, "deleted": 0, "unchanged": 1}
+
+
+def test_a_column_only_one_side_has_reads_as_null() -> None:
+    old = [HEADER[:-1], row("a", "x", None)[:-1], row("b", "y", None)[:-1]]
+    new = [HEADER, row("a", "x", None), row("b", "y", 7)]
+    counts, changes = run(old, new)
+    assert counts == {"added": 0, "changed": 1, "deleted": 0, "unchanged": 1}
+    assert changes[0][1] == "b"
+
+
+def test_volatile_columns_are_ignored() -> None:
+    old = [HEADER, row("a", "x", 1)]
+    new = [HEADER, row("a", "x", 1, version=9)]
+    assert run(old, new)[0]["changed"] == 1
+    assert run(old, new, volatile=frozenset({"xata_version"}))[0]["unchanged"] == 1
+
+
+def test_null_differs_from_empty_string() -> None:
+    assert run([HEADER, row("a", None, 1)], [HEADER, row("a", "", 1)])[0]["changed"] == 1
+
+
+def test_retry_ids_are_pushed_again() -> None:
+    old = [HEADER, row("a", "x", 1)]
+    counts, changes = run(old, [HEADER, row("a", "x", 1)], retry_ids=frozenset({"a"}))
+    assert counts["changed"] == 1 and changes[0][1] == "a"
+
+
+def test_first_sync_adds_everything() -> None:
+    counts, _ = run(None, [HEADER, row("a", "x", 1), row("b", "x", 1)])
+    assert counts == {"added": 2, "changed": 0, "deleted": 0, "unchanged": 0}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    old=st.dictionaries(st.text("abcdef", min_size=1, max_size=3), st.integers(0, 3), max_size=40),
+    new=st.dictionaries(st.text("abcdef", min_size=1, max_size=3), st.integers(0, 3), max_size=40),
+)
+def test_partitioned_diff_equals_in_memory_diff(old: dict[str, int], new: dict[str, int]) -> None:
+    old_rows = [HEADER, *[row(k, "v", n) for k, n in old.items()]]
+    new_rows = [HEADER, *[row(k, "v", n) for k, n in new.items()]]
+    whole, whole_changes = run(old_rows, new_rows, old_rows=len(old))
+    parts, part_changes = run(old_rows, new_rows, old_rows=len(old), partition_rows=3)
+    assert whole == parts
+    assert sorted((k, i) for k, i, _ in whole_changes) == sorted((k, i) for k, i, _ in part_changes)
+    expected = {
+        "added": len(new.keys() - old.keys()),
+        "deleted": len(old.keys() - new.keys()),
+        "changed": sum(1 for k in new.keys() & old.keys() if new[k] != old[k]),
+        "unchanged": sum(1 for k in new.keys() & old.keys() if new[k] == old[k]),
+    }
+    assert whole == expected
