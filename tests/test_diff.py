@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from xata2convex.codec import Cell
+from xata2convex.codec import Cell, format_row
 from xata2convex.diff import TableDiffer
 from xata2convex.model import Column, TableSchema
 
@@ -17,8 +18,12 @@ def row(record_id: str, name: str | None, n: int | None, version: int = 0) -> li
     return [record_id, str(version), None, None, name, None if n is None else str(n)]
 
 
+def text(rows: list[list[Cell]]) -> io.StringIO:
+    return io.StringIO("".join(format_row(r) for r in rows), newline="")
+
+
 def run(old: list[list[Cell]] | None, new: list[list[Cell]], **kwargs: object) -> tuple[dict[str, int], list]:
-    differ = TableDiffer(TABLE, old, new, **kwargs)  # type: ignore[arg-type]
+    differ = TableDiffer(TABLE, None if old is None else text(old), text(new), **kwargs)  # type: ignore[arg-type]
     changes = [(c.kind, c.record_id, c.record) for c in differ]
     return differ.result.to_json(), changes
 
@@ -91,3 +96,11 @@ def test_partitioned_diff_equals_in_memory_diff(old: dict[str, int], new: dict[s
         "unchanged": sum(1 for k in new.keys() & old.keys() if new[k] == old[k]),
     }
     assert whole == expected
+
+
+def test_records_with_line_breaks_and_quoted_ids() -> None:
+    old = [HEADER, row("a,1", "x\r\ny", 1), row("b", 'q"uote', 2)]
+    new = [HEADER, row("a,1", "x\r\ny", 1), row("b", 'q"uote\n', 2)]
+    counts, changes = run(old, new)
+    assert counts == {"added": 0, "changed": 1, "deleted": 0, "unchanged": 1}
+    assert changes[0][2]["name"] == 'q"uote\n'

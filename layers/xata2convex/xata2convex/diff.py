@@ -1,27 +1,36 @@
 """Diff stage: the applied snapshot of a table against the new one, keyed by record id.
 
-Rows are compared by their canonical cell text (the codec writes one text per value, so equal text
-means equal decoded values), projected onto column *names*: column order never counts, a column that
-only one side has reads as null there, and volatile columns are left out.
+The codec writes one canonical text per value, so equal cell text means equal decoded values. Two
+ways to compare a record, chosen per table pair:
+- fast: both CSVs have the same header and no column is volatile, so a record's whole CSV text
+  stands for its values; records are never parsed unless they are added or changed;
+- by name: otherwise cells are projected onto column *names* (column order never counts, a column
+  only one side has reads as null there, volatile columns are left out) and hashed.
 
-Memory: the old side is held as id -> 64-bit hash of its row, never as rows. Tables above
+Memory: the old side is held as id -> 64-bit hash of its record, never as records. Tables above
 `partition_rows` are first spread over temporary partition files by a hash of the id, and each
 partition pair is diffed on its own, so memory is bounded by a partition, not by the table.
 """
 
 from __future__ import annotations
 
+import io
 import marshal
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from operator import itemgetter
 from typing import IO, Any, Literal
 
-from .codec import Cell, decode_row
+from .codec import Cell, decode_row, read_rows
 from .model import ID_COLUMN, Record, SnapshotError, TableSchema
 
-PARTITION_ROWS = 500_000
+PARTITION_ROWS = 1_000_000
+_SPILL_BLOCK = 10_000
+
+# (record id, hash of what is compared, the record's CSV text)
+Entry = tuple[str, int, str]
 
 
 @dataclass
@@ -48,15 +57,34 @@ class Change:
     record: Record | None = None  # the new record (decoded); None for a delete
 
 
+def csv_records(lines: Iterable[str]) -> Iterator[str]:
+    """Whole CSV records (a quoted field may hold line breaks), line endings stripped."""
+    pending = ""
+    for line in lines:
+        if pending:
+            line = pending + line
+        if line.count('"') % 2:  # inside a quoted field that spans lines
+            pending = line
+            continue
+        pending = ""
+        yield line.rstrip("\r\n")
+    if pending:
+        raise SnapshotError("CSV ends inside a quoted field")
+
+
+def _parse(record: str) -> list[Cell]:
+    return next(read_rows(io.StringIO(record, newline="")))
+
+
 class TableDiffer:
     """Iterate to get the changes (upserts as they are found, deletes at the end); `result` then
-    holds the counts."""
+    holds the counts. `old` and `new` are the tables' CSV text (header first), e.g. open files."""
 
     def __init__(
         self,
         table: TableSchema,
-        old: Iterable[Sequence[Cell]] | None,
-        new: Iterable[Sequence[Cell]],
+        old: Iterable[str] | None,
+        new: Iterable[str],
         *,
         old_rows: int = 0,
         volatile: frozenset[str] = frozenset(),
@@ -65,85 +93,104 @@ class TableDiffer:
     ) -> None:
         self.table = table
         self.result = TableDiff(table.name)
-        self._old = iter(old) if old is not None else iter(())
-        self._new = iter(new)
-        self._old_header = [str(c) for c in next(self._old, [])]
-        self._new_header = [str(c) for c in next(self._new, [])]
-        if not self._new_header:
+        self._old = csv_records(old) if old is not None else iter(())
+        self._new = csv_records(new)
+        old_header = next(self._old, None)
+        new_header = next(self._new, None)
+        if new_header is None:
             raise SnapshotError(f"table {table.name!r}: the new snapshot's CSV has no header")
+        self._old_header = [str(c) for c in _parse(old_header)] if old_header else []
+        self._new_header = [str(c) for c in _parse(new_header)]
+        self._fast = self._old_header in ([], self._new_header) and not (volatile & set(self._new_header))
         names = dict.fromkeys([*self._new_header, *self._old_header])
-        self._compare = [n for n in names if n not in volatile and n != ID_COLUMN]
+        self._compare = [n for n in names if n not in volatile]
         self._partitions = max(1, -(-old_rows // partition_rows))
         self._retry = retry_ids
         by_name = {c.name: c for c in table.snapshot_columns()}
         try:
-            self._new_columns = [by_name[n] for n in self._new_header]
+            self._columns = [by_name[n] for n in self._new_header]
         except KeyError as exc:
             raise SnapshotError(
                 f"table {table.name!r}: CSV column {exc.args[0]!r} is not in its schema"
             ) from exc
 
-    def _projector(self, header: list[str]) -> tuple[int, list[int | None]]:
+    def _entries(self, records: Iterator[str], header: list[str]) -> Iterator[Entry]:
         if ID_COLUMN not in header:
             raise SnapshotError(f"table {self.table.name!r}: CSV has no {ID_COLUMN!r} column")
+        id_index = header.index(ID_COLUMN)
+        if self._fast and id_index == 0:
+            for record in records:
+                record_id = record[: record.find(",")] if record[:1] != '"' else str(_parse(record)[0])
+                yield record_id, hash(record), record
+            return
         index = {n: i for i, n in enumerate(header)}
-        return index[ID_COLUMN], [index.get(n) for n in self._compare]
+        positions = [index.get(n, -1) for n in self._compare]  # -1: a None appended to every row
+        cells_of: Callable[[list[Cell]], object] = itemgetter(*positions)
+        for record in records:
+            row = _parse(record)
+            row.append(None)
+            yield str(row[id_index]), hash(cells_of(row)), record
 
     def __iter__(self) -> Iterator[Change]:
+        old = self._entries(self._old, self._old_header) if self._old_header else iter(())
+        new = self._entries(self._new, self._new_header)
         if self._partitions == 1:
-            yield from self._diff(self._old, self._new)
+            yield from self._diff(old, new)
             return
         with tempfile.TemporaryDirectory(prefix="x2c-diff-") as tmp:
-            old_parts = _spill(self._old, self._old_header, self._partitions, tmp, "old")
-            new_parts = _spill(self._new, self._new_header, self._partitions, tmp, "new")
+            old_parts = _spill(old, self._partitions, tmp, keep_text=False)
+            new_parts = _spill(new, self._partitions, tmp, keep_text=True)
             for old_file, new_file in zip(old_parts, new_parts, strict=True):
                 yield from self._diff(_unspill(old_file), _unspill(new_file))
 
-    def _diff(self, old: Iterable[Sequence[Cell]], new: Iterable[Sequence[Cell]]) -> Iterator[Change]:
-        old_id, old_proj = self._projector(self._old_header) if self._old_header else (0, [])
-        hashes: dict[str, int] = {}
-        for row in old:
-            hashes[row[old_id]] = hash(tuple([None if i is None else row[i] for i in old_proj]))  # type: ignore[index]
-        new_id, new_proj = self._projector(self._new_header)
-        result, retry = self.result, self._retry
-        for row in new:
-            record_id = row[new_id]
-            if record_id is None:
+    def _diff(self, old: Iterable[Entry], new: Iterable[Entry]) -> Iterator[Change]:
+        # The hot loops do a few C-level operations per record and no per-cell Python code.
+        hashes = {record_id: digest for record_id, digest, _ in old}
+        retry, columns = self._retry, self._columns
+        added = changed = unchanged = deleted = 0
+        for record_id, digest, text in new:
+            if not record_id:
                 raise SnapshotError(f"table {self.table.name!r}: a record of the new snapshot has no id")
-            digest = hash(tuple([None if i is None else row[i] for i in new_proj]))
             before = hashes.pop(record_id, None)
             if before is None:
-                result.added += 1
-                yield Change("added", record_id, decode_row(row, self._new_columns))
+                added += 1
+                yield Change("added", record_id, decode_row(_parse(text), columns))
             elif before != digest or record_id in retry:
-                result.changed += 1
-                yield Change("changed", record_id, decode_row(row, self._new_columns))
+                changed += 1
+                yield Change("changed", record_id, decode_row(_parse(text), columns))
             else:
-                result.unchanged += 1
-        for record_id in hashes:
-            result.deleted += 1
-            yield Change("deleted", record_id)
+                unchanged += 1
+        for gone in hashes:
+            deleted += 1
+            yield Change("deleted", gone)
+        self.result.added += added
+        self.result.changed += changed
+        self.result.unchanged += unchanged
+        self.result.deleted += deleted
 
 
-def _spill(
-    rows: Iterator[Sequence[Cell]], header: list[str], parts: int, tmp: str, side: str
-) -> list[IO[bytes]]:
+def _spill(entries: Iterator[Entry], parts: int, tmp: str, *, keep_text: bool) -> list[IO[bytes]]:
+    """Spread entries over `parts` temporary files by a hash of the id, in marshalled blocks."""
     # Closed by _unspill once each partition has been read.
-    files: list[IO[bytes]] = [tempfile.TemporaryFile(dir=tmp, prefix=f"{side}-") for _ in range(parts)]  # noqa: SIM115
-    if ID_COLUMN in header:
-        id_index = header.index(ID_COLUMN)
-        for row in rows:
-            key = row[id_index] or ""
-            marshal.dump(list(row), files[zlib.crc32(key.encode()) % parts])
-    for f in files:
-        f.seek(0)
+    files: list[IO[bytes]] = [tempfile.TemporaryFile(dir=tmp) for _ in range(parts)]  # noqa: SIM115
+    blocks: list[list[Entry]] = [[] for _ in range(parts)]
+    for record_id, digest, text in entries:
+        part = zlib.crc32(record_id.encode()) % parts
+        blocks[part].append((record_id, digest, text if keep_text else ""))
+        if len(blocks[part]) >= _SPILL_BLOCK:
+            marshal.dump(blocks[part], files[part])
+            blocks[part].clear()
+    for file, block in zip(files, blocks, strict=True):
+        if block:
+            marshal.dump(block, file)
+        file.seek(0)
     return files
 
 
-def _unspill(file: IO[bytes]) -> Iterator[list[Cell]]:
+def _unspill(file: IO[bytes]) -> Iterator[Entry]:
     with file:
         while True:
             try:
-                yield marshal.load(file)
+                yield from marshal.load(file)
             except EOFError:
                 return

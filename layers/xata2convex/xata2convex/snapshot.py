@@ -159,10 +159,10 @@ class SnapshotStore:
         raw = self.blobs.open_read(self.table_key(snapshot_id, table))
         return io.TextIOWrapper(raw, encoding="utf-8", newline="")
 
-    def iter_rows(self, snapshot_id: str, table: str) -> Iterator[list[codec.Cell]]:
-        """Raw cells of one table's CSV, header row first, streamed."""
+    def iter_text(self, snapshot_id: str, table: str) -> Iterator[str]:
+        """One table's CSV text, line by line (header first), streamed; the file closes at the end."""
         with self.open_table_text(snapshot_id, table) as text:
-            yield from codec.read_rows(text)
+            yield from text
 
     def iter_records(self, snapshot_id: str, table: TableSchema) -> Iterator[Record]:
         """Decoded records of one table, streamed."""

@@ -1,0 +1,110 @@
+"""Diff benchmark: our diff engine against the csv-diff library (which keeps both tables in memory).
+
+1. A 100k-row pair: our time and csv-diff's time on the same files, and the ratio (target >= 5x).
+2. A 1M-row, 10-column pair with 1% changed rows: our time and peak RSS (target < 500 MB).
+
+Each measurement runs in its own process so that peak RSS is that measurement's alone.
+Run: .venv/bin/python bench/diff.py [--rows 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from xata2convex.codec import format_row
+from xata2convex.diff import TableDiffer
+from xata2convex.model import Column, TableSchema
+
+COLUMNS = (
+    Column("name", "string"), Column("email", "email"), Column("age", "int"), Column("score", "float"),
+    Column("active", "bool"), Column("joined", "datetime"),
+)  # fmt: skip
+TABLE = TableSchema("bench", COLUMNS)  # with id and 3 metadata columns: 10 columns
+
+
+def write_pair(folder: Path, rows: int, change_share: float = 0.01) -> tuple[Path, Path]:
+    rng = random.Random(0)
+    old_path, new_path = folder / f"old-{rows}.csv", folder / f"new-{rows}.csv"
+    header = format_row([c.name for c in TABLE.snapshot_columns()])
+    changed = set(rng.sample(range(rows), int(rows * change_share)))
+    with old_path.open("w", newline="") as old, new_path.open("w", newline="") as new:
+        old.write(header)
+        new.write(header)
+        for i in range(rows):
+            cells = [
+                f"rec_{i:09d}", "0", "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.000Z", f"name {i}",
+                f"user{i}@example.com", str(i % 97), repr(i / 7), "true", "2025-05-05T05:05:05.000Z",
+            ]  # fmt: skip
+            old.write(format_row(cells))
+            if i in changed:
+                cells[1], cells[4] = "1", f"renamed {i}"
+            new.write(format_row(cells))
+    return old_path, new_path
+
+
+def child(kind: str, old: str, new: str, rows: int) -> None:
+    started = time.perf_counter()
+    if kind == "ours":
+        with open(old, newline="", encoding="utf-8") as a, open(new, newline="", encoding="utf-8") as b:
+            differ = TableDiffer(TABLE, a, b, old_rows=rows)
+            for _ in differ:
+                pass
+        counts = differ.result.to_json()
+    else:
+        from csv_diff import compare, load_csv
+
+        with open(old, newline="") as a, open(new, newline="") as b:
+            result = compare(load_csv(a, key="id"), load_csv(b, key="id"))
+        counts = {k: len(v) for k, v in result.items()}
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peakRssMb": peak_mb, "counts": counts}))
+
+
+def measure(kind: str, old: Path, new: Path, rows: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(old), str(new), str(rows)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return dict(json.loads(out.stdout))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--baseline-rows", type=int, default=100_000)
+    parser.add_argument("--child", nargs=4)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], args.child[2], int(args.child[3]))
+        return
+    with tempfile.TemporaryDirectory(prefix="x2c-bench-diff-") as tmp:
+        folder = Path(tmp)
+        small_old, small_new = write_pair(folder, args.baseline_rows)
+        ours_small = measure("ours", small_old, small_new, args.baseline_rows)
+        theirs_small = measure("csv-diff", small_old, small_new, args.baseline_rows)
+        ratio = theirs_small["seconds"] / ours_small["seconds"]
+        print(f"{args.baseline_rows:,} rows, 1% changed:")
+        print(figures("xata2convex diff", ours_small))
+        print(figures("csv-diff", theirs_small))
+        print(f"  speed ratio (csv-diff / ours): {ratio:.1f}x  (target >= 5x)")
+        big_old, big_new = write_pair(folder, args.rows)
+        ours_big = measure("ours", big_old, big_new, args.rows)
+        print(f"{args.rows:,} rows x 10 columns, 1% changed: {ours_big['counts']}")
+        print(figures("xata2convex diff", ours_big) + "  (target: peak RSS < 500 MB)")
+
+
+def figures(label: str, measured: dict[str, float]) -> str:
+    return f"  {label:<18}{measured['seconds']:7.2f} s   peak RSS {measured['peakRssMb']:7.1f} MB"
+
+
+if __name__ == "__main__":
+    main()
