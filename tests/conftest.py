@@ -1,0 +1,6 @@
+"""Shared pytest configuration: each stand-in's fixtures live in tests/fixtures/<name>.py."""
+
+pytest_plugins: list[str] = [
+    "tests.fixtures.s3",
+    "tests.fixtures.xata",
+]
