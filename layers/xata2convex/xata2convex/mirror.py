@@ -1,0 +1,493 @@
+"""How a Xata database maps onto the Convex mirror: table and field names, and record values.
+
+Names (DESIGN "Convex mirror"): Convex table and top-level field names must match
+`[A-Za-z][A-Za-z0-9_]*`, be at most 64 characters and not start with `_`. A Xata name becomes a Convex
+name by these steps, in order:
+  1. every character outside `[A-Za-z0-9_]` becomes `_` (`event-subject-matter-experts` ->
+     `event_subject_matter_experts`);
+  2. a name that does not start with a letter gets the prefix `t_` (tables) or `f_` (fields);
+  3. a name the mirror keeps for itself (the fields `xata_id`, `xata_version`, `xata_createdAt`,
+     `xata_updatedAt`; the table `syncRuns`) gets that prefix too;
+  4. a name that had non-ASCII characters (so that `名前` and `住所` stay apart) or is now longer than
+     64 characters keeps at most its first 55 characters and gets `_` + the first 8 hex digits of the
+     SHA-256 of the original name.
+Two Xata names that end up as one Convex name raise `MirrorNameError` naming both.
+
+Values (`to_convex_document`): see the function. Values Convex cannot store either take a documented
+fallback (json: the JSON text is stored as a string, with a warning) or raise `RecordError`.
+Comparing a mirrored document with a snapshot record (`verify`): `document_differences`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, Final, Literal
+
+from xata2convex.model import (
+    EXPIRING_FILE_FIELDS,
+    ID_COLUMN,
+    META_COLUMNS,
+    Column,
+    DatabaseSchema,
+    Record,
+    RecordError,
+    TableSchema,
+    XataToConvexError,
+)
+
+# Convex limits (see NOTES.md "Convex").
+MAX_NAME_LENGTH: Final = 64
+MAX_ARRAY_ELEMENTS: Final = 8192
+MAX_OBJECT_FIELDS: Final = 1024
+MAX_NESTING: Final = 16
+MAX_DOCUMENT_BYTES: Final = 1 << 20
+MAX_SAFE_INTEGER: Final = 2**53
+# Convex adds `_id` (about 38 bytes in its size rule) and `_creationTime` (23); counted generously.
+SYSTEM_FIELDS_BYTES: Final = 96
+
+# The mirror's own fields on every document: the Xata record id and metadata (snapshot column names).
+XATA_ID_FIELD: Final = "xata_id"
+META_FIELDS: Final[tuple[str, ...]] = tuple(name for name, _ in META_COLUMNS)
+RESERVED_FIELD_NAMES: Final = frozenset({XATA_ID_FIELD, *META_FIELDS})
+# Tables defined by the mirror's own Convex schema (convex/schema.ts).
+RESERVED_TABLE_NAMES: Final = frozenset({"syncRuns"})
+BY_XATA_ID_INDEX: Final = "by_xata_id"
+
+# The fields a mirrored file object may have (Xata's file object minus EXPIRING_FILE_FIELDS), with their
+# Convex kind; `id` is set on items of file[] columns. Other fields are left out, with a warning.
+FileFieldKind = Literal["string", "number", "boolean", "any"]
+FILE_FIELDS: Final[Mapping[str, FileFieldKind]] = {
+    "id": "string",
+    "name": "string",
+    "mediaType": "string",
+    "size": "number",
+    "version": "number",
+    "url": "string",
+    "enablePublicUrl": "boolean",
+    "signedUrlTimeout": "number",
+    "uploadUrlTimeout": "number",
+    "storageKey": "string",
+    "uploadKey": "string",
+    "base64Content": "string",
+    "attributes": "any",
+}
+
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_NOT_IDENTIFIER_CHAR = re.compile(r"[^A-Za-z0-9_]")
+_HASH_SUFFIX_LENGTH: Final = 9  # "_" + 8 hex digits
+
+
+class MirrorSchemaError(XataToConvexError):
+    """The Xata schema cannot be mirrored as it is."""
+
+
+class MirrorNameError(MirrorSchemaError):
+    """Two Xata names map to one Convex name."""
+
+    def __init__(self, table: str | None, first: str, second: str, convex_name: str) -> None:
+        where = "tables" if table is None else f"table {table!r}: columns"
+        super().__init__(
+            f"{where} {first!r} and {second!r} both map to the Convex name {convex_name!r}; "
+            "rename one of them in Xata"
+        )
+        self.table = table
+        self.names = (first, second)
+        self.convex_name = convex_name
+
+
+def convex_name(name: str, prefix: Literal["t_", "f_"], reserved: frozenset[str] = frozenset()) -> str:
+    """The Convex identifier for a Xata table (`prefix="t_"`) or column (`"f_"`) name; see the module doc."""
+    mapped = _NOT_IDENTIFIER_CHAR.sub("_", name)
+    if not mapped[:1].isalpha() or mapped in reserved:
+        mapped = prefix + mapped
+    if not name.isascii() or len(mapped) > MAX_NAME_LENGTH:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        mapped = f"{mapped[: MAX_NAME_LENGTH - _HASH_SUFFIX_LENGTH]}_{digest}"
+    return mapped
+
+
+def is_convex_identifier(name: str) -> bool:
+    return len(name) <= MAX_NAME_LENGTH and _IDENTIFIER.fullmatch(name) is not None
+
+
+@dataclass(frozen=True)
+class FieldPlan:
+    column: Column
+    convex_name: str
+
+    @property
+    def xata_name(self) -> str:
+        return self.column.name
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    schema: TableSchema
+    convex_name: str
+    fields: tuple[FieldPlan, ...]
+
+    @property
+    def xata_name(self) -> str:
+        return self.schema.name
+
+    def field(self, xata_column: str) -> FieldPlan:
+        for plan in self.fields:
+            if plan.xata_name == xata_column:
+                return plan
+        raise KeyError(xata_column)
+
+    def field_for_convex(self, convex_field: str) -> FieldPlan:
+        for plan in self.fields:
+            if plan.convex_name == convex_field:
+                return plan
+        raise KeyError(convex_field)
+
+
+@dataclass(frozen=True)
+class MirrorPlan:
+    """Per Xata table its Convex table, per Xata column its Convex field; both directions."""
+
+    schema: DatabaseSchema
+    tables: tuple[TablePlan, ...]
+
+    @classmethod
+    def from_schema(cls, schema: DatabaseSchema) -> MirrorPlan:
+        tables = []
+        table_owner: dict[str, str] = {}
+        for table in schema.tables:
+            name = convex_name(table.name, "t_", RESERVED_TABLE_NAMES)
+            if name in table_owner:
+                raise MirrorNameError(None, table_owner[name], table.name, name)
+            table_owner[name] = table.name
+            # Convex counts `_id` and `_creationTime` among a document's fields.
+            if len(table.columns) + 1 + len(META_FIELDS) + 2 > MAX_OBJECT_FIELDS:
+                raise MirrorSchemaError(
+                    f"table {table.name!r}: {len(table.columns)} columns; a Convex document holds at most "
+                    f"{MAX_OBJECT_FIELDS} fields including the mirror's 6"
+                )
+            fields = []
+            field_owner: dict[str, str] = {}
+            for column in table.columns:
+                field_name = convex_name(column.name, "f_", RESERVED_FIELD_NAMES)
+                if field_name in field_owner:
+                    raise MirrorNameError(table.name, field_owner[field_name], column.name, field_name)
+                field_owner[field_name] = column.name
+                fields.append(FieldPlan(column, field_name))
+            tables.append(TablePlan(table, name, tuple(fields)))
+        return cls(schema, tuple(tables))
+
+    def table(self, xata_table: str) -> TablePlan:
+        for plan in self.tables:
+            if plan.xata_name == xata_table:
+                return plan
+        raise KeyError(xata_table)
+
+    def table_for_convex(self, convex_table: str) -> TablePlan:
+        for plan in self.tables:
+            if plan.convex_name == convex_table:
+                return plan
+        raise KeyError(convex_table)
+
+
+class _Unstorable(ValueError):
+    """A value Convex cannot store; the message says why."""
+
+
+Warn = Callable[[str], None]
+
+
+def to_convex_document(table: TablePlan, record: Record, warnings: list[str] | None = None) -> dict[str, Any]:
+    """The Convex document that mirrors one snapshot record.
+
+    `id` -> `xata_id`; `xata_version` -> number; `xata_createdAt`/`xata_updatedAt` -> ms since epoch.
+    Columns: string/text/email/link -> string; int/float -> number (beyond ±2^53, NaN and the
+    infinities raise); bool -> boolean; datetime (ISO 8601; no offset means UTC) -> ms since epoch, an
+    int, fractional only when the value has sub-millisecond digits; multiple -> list of strings; json ->
+    the parsed value; vector -> list of numbers (as long as the declared dimension); file / file[] ->
+    object / list of objects with the fields in FILE_FIELDS (expiring ones dropped silently, unknown ones
+    with a warning); null or absent -> field absent.
+
+    Fallback, with a warning appended to `warnings`: a json value Convex cannot store (an object key that
+    starts with `$`, is empty, longer than 1,024 characters or not printable ASCII; over 1,024 keys in
+    one object; nesting beyond Convex's 16 levels counting the document; an array over 8,192 elements;
+    an integer beyond ±2^53; NaN or Infinity; text that is not JSON) is stored as its JSON text, a string,
+    which the json field's validator `v.any()` accepts. A file's `attributes` fall back the same way.
+
+    Raises RecordError naming table, record and field for everything else Convex cannot hold: a value of
+    the wrong type, `multiple`/`vector`/`file[]` over 8,192 elements, strings that are not valid Unicode,
+    a document over 1 MiB by Convex's size rule (naming the largest field).
+    """
+    record_id = record.get(ID_COLUMN)
+    if not isinstance(record_id, str) or not record_id:
+        raise RecordError(table.xata_name, str(record_id), ID_COLUMN, "the record has no id")
+    sink: list[str] = [] if warnings is None else warnings
+    document: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for field_name, column in _document_columns(table):
+        value = record.get(column.name)
+        if value is None:
+            continue
+        warn = partial(_warn, sink, f"table {table.xata_name!r} record {record_id!r} field {column.name!r}")
+        try:
+            document[field_name] = _convert(column, value, warn)
+        except _Unstorable as err:
+            raise RecordError(table.xata_name, record_id, column.name, str(err)) from None
+        sources[field_name] = column.name
+    size = SYSTEM_FIELDS_BYTES + convex_size(document)
+    if size > MAX_DOCUMENT_BYTES:
+        largest = max(document, key=lambda name: convex_size(document[name]))
+        raise RecordError(
+            table.xata_name,
+            record_id,
+            sources[largest],
+            f"the document would be about {size} bytes by Convex's size rule; Convex stores at most "
+            f"{MAX_DOCUMENT_BYTES} bytes (1 MiB) per document",
+        )
+    return document
+
+
+def _warn(sink: list[str], where: str, reason: str) -> None:
+    sink.append(f"{where}: {reason}")
+
+
+def _document_columns(table: TablePlan) -> list[tuple[str, Column]]:
+    """(Convex field, snapshot column) for the id, the metadata and the user's columns."""
+    columns = [(XATA_ID_FIELD, Column(ID_COLUMN, "string", not_null=True))]
+    columns += [(name, Column(name, type_)) for name, type_ in META_COLUMNS]
+    columns += [(plan.convex_name, plan.column) for plan in table.fields]
+    return columns
+
+
+def _convert(column: Column, value: Any, warn: Warn) -> Any:
+    match column.type:
+        case "string" | "text" | "email" | "link":
+            return _string(value)
+        case "int":
+            return _integer(value)
+        case "float":
+            return _number(value)
+        case "bool":
+            if not isinstance(value, bool):
+                raise _Unstorable(f"expected a boolean, got {type(value).__name__}")
+            return value
+        case "datetime":
+            return epoch_ms(_string(value))
+        case "multiple":
+            return [_string(item) for item in _array(value)]
+        case "json":
+            return _json(_string(value), warn)
+        case "vector":
+            vector = [_number(item) for item in _array(value)]
+            if column.vector_dimension is not None and len(vector) != column.vector_dimension:
+                raise _Unstorable(f"{len(vector)} numbers in a vector of dimension {column.vector_dimension}")
+            return vector
+        case "file":
+            return _file(value, 2, warn)
+        case "file[]":
+            return [_file(item, 3, warn) for item in _array(value)]
+    raise _Unstorable(f"unknown column type {column.type!r}")
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Unstorable(f"expected a string, got {type(value).__name__}")
+    if not _is_unicode(value):
+        raise _Unstorable("the string is not valid Unicode (it has a lone surrogate)")
+    return value
+
+
+def _is_unicode(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Unstorable(f"expected an integer, got {type(value).__name__}")
+    if abs(value) > MAX_SAFE_INTEGER:
+        raise _Unstorable("the integer is beyond ±2^53, which a Convex number (float64) cannot hold exactly")
+    return value
+
+
+def _number(value: Any) -> int | float:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Unstorable(f"{value} cannot be sent to Convex as a JSON number")
+        return value
+    return _integer(value)
+
+
+def _array(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise _Unstorable(f"expected a list, got {type(value).__name__}")
+    if len(value) > MAX_ARRAY_ELEMENTS:
+        raise _Unstorable(f"{len(value)} elements; Convex arrays hold at most {MAX_ARRAY_ELEMENTS}")
+    return value
+
+
+def epoch_ms(text: str) -> int | float:
+    """Milliseconds since the Unix epoch for an ISO 8601 datetime; no offset means UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _Unstorable(f"{text[:64]!r} is not an ISO 8601 datetime") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        delta = moment - _EPOCH
+    except OverflowError:
+        raise _Unstorable(f"{text[:64]!r} is out of range") from None
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return micros // 1000 if micros % 1000 == 0 else micros / 1000
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _json(text: str, warn: Warn) -> Any:
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        warn("json stored as its text: it is not valid JSON")
+        return text
+    problem = json_problem(value, 2)
+    if problem is not None:
+        warn(f"json stored as its JSON text: {problem}")
+        return text
+    return value
+
+
+def json_problem(value: Any, level: int) -> str | None:
+    """Why Convex cannot store a parsed JSON value whose containers start at nesting `level`, or None.
+
+    The document itself is level 1, so a field's object or array is level 2.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return None if _is_unicode(value) else "a string that is not valid Unicode"
+    if isinstance(value, int):
+        return None if abs(value) <= MAX_SAFE_INTEGER else "an integer beyond ±2^53"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "NaN or Infinity"
+    if not isinstance(value, list | dict):
+        return f"a value of type {type(value).__name__}"
+    if level > MAX_NESTING:
+        return f"nested deeper than Convex's {MAX_NESTING} levels"
+    if isinstance(value, list):
+        if len(value) > MAX_ARRAY_ELEMENTS:
+            return f"an array of {len(value)} elements; Convex arrays hold at most {MAX_ARRAY_ELEMENTS}"
+        items = value
+    else:
+        if len(value) > MAX_OBJECT_FIELDS:
+            return f"an object with {len(value)} keys; Convex objects hold at most {MAX_OBJECT_FIELDS}"
+        for key in value:
+            if not is_nested_field_name(key):
+                return f"the object key {str(key)[:64]!r}, which Convex does not accept"
+        items = list(value.values())
+    for item in items:
+        problem = json_problem(item, level + 1)
+        if problem is not None:
+            return problem
+    return None
+
+
+def is_nested_field_name(key: Any) -> bool:
+    """Convex's rule for keys of nested objects: printable ASCII, not starting with `$` (nor empty)."""
+    return (
+        isinstance(key, str)
+        and 0 < len(key) <= 1024
+        and not key.startswith("$")
+        and all(" " <= char <= "~" for char in key)
+    )
+
+
+def _file(value: Any, level: int, warn: Warn) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Unstorable(f"expected a file object, got {type(value).__name__}")
+    mirrored: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in EXPIRING_FILE_FIELDS or item is None:
+            continue
+        kind = FILE_FIELDS.get(key)
+        if kind is None:
+            warn(f"file field {str(key)[:64]!r} left out: the mirror's file validator does not have it")
+        elif kind == "string":
+            mirrored[key] = _string(item)
+        elif kind == "number":
+            mirrored[key] = _number(item)
+        elif kind == "boolean":
+            if not isinstance(item, bool):
+                raise _Unstorable(f"file field {key!r}: expected a boolean, got {type(item).__name__}")
+            mirrored[key] = item
+        else:
+            mirrored[key] = _file_attributes(item, level + 1, warn)
+    return mirrored
+
+
+def _file_attributes(value: Any, level: int, warn: Warn) -> Any:
+    problem = json_problem(value, level)
+    if problem is None:
+        return value
+    try:
+        text = json.dumps(value, ensure_ascii=True, sort_keys=True)
+    except (ValueError, TypeError, RecursionError):
+        raise _Unstorable(f"file attributes cannot be stored: {problem}") from None
+    warn(f"file attributes stored as their JSON text: {problem}")
+    return text
+
+
+def convex_size(value: Any) -> int:
+    """Bytes a value counts toward Convex's document limit (Convex's `getConvexSize` rule)."""
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, int | float):
+        return 9
+    if isinstance(value, str):
+        return 2 + len(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, list):
+        return 2 + sum(convex_size(item) for item in value)
+    if isinstance(value, dict):
+        return 2 + sum(convex_size(str(key)) - 1 + convex_size(item) for key, item in value.items())
+    raise TypeError(f"not a Convex value: {type(value).__name__}")
+
+
+def document_differences(table: TablePlan, document: Mapping[str, Any], record: Record) -> list[str]:
+    """The Convex fields on which a mirrored document differs from what `record` maps to; [] when equal.
+
+    For `verify`: `document` is as `mirror:listPage` returns it (JSON); its system fields (`_id`,
+    `_creationTime`) are ignored. Both sides are compared as Convex values: numbers by value (Convex
+    returns every number as a float64, so 5 equals 5.0 and -0.0 equals 0), booleans only with
+    booleans, objects regardless of key order, a field absent on one side differs from any value.
+    Raises RecordError when the record itself cannot be mirrored.
+    """
+    expected = to_convex_document(table, record)
+    actual = {name: value for name, value in document.items() if not name.startswith("_")}
+    return [
+        name
+        for name in sorted(expected.keys() | actual.keys())
+        if name not in expected or name not in actual or not same_value(expected[name], actual[name])
+    ]
+
+
+def same_value(left: Any, right: Any) -> bool:
+    """Equality of two Convex values as JSON carries them (see `document_differences`)."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool) and left == right
+    if isinstance(left, int | float) and isinstance(right, int | float):
+        return left == right
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(same_value(a, b) for a, b in zip(left, right, strict=True))
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(same_value(left[key], right[key]) for key in left)
+    return type(left) is type(right) and bool(left == right)
