@@ -15,9 +15,13 @@ from xata2convex import codec
 from xata2convex.model import Column, ColumnType
 
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
-JSON_SCALAR = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | TEXT
+JSON_SCALAR = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | TEXT
+)
 JSON_VALUE = st.recursive(
-    JSON_SCALAR, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=12
+    JSON_SCALAR,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=12,
 )
 FILE = st.fixed_dictionaries(
     {"name": TEXT, "mediaType": TEXT, "size": st.integers(0, 2**40), "version": st.integers(0, 9)},
@@ -113,5 +117,5 @@ def test_wrong_python_type_is_refused() -> None:
 
 @pytest.mark.parametrize("reader", READERS)
 def test_unterminated_quote_is_an_error(reader: Any) -> None:
-    with pytest.raises(Exception, match="(?i)quot|EOF|end of data"):
+    with pytest.raises(Exception, match=r"(?i)quot|EOF|end of data"):
         list(reader(io.StringIO('a,"open\r\n', newline="")))

@@ -6,6 +6,7 @@ import io
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from xata2convex.codec import Cell, format_row
 from xata2convex.diff import TableDiffer
 from xata2convex.model import Column, TableSchema

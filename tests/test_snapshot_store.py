@@ -19,7 +19,13 @@ TABLE = TableSchema("people", (Column("name", "string"), Column("age", "int"), C
 def pages(count: int, size: int = 100, pad: str = "") -> Iterator[list[dict[str, object]]]:
     for page in range(count):
         yield [
-            {"id": f"rec_{page}_{i}", "xata_version": 0, "name": f'n,"{i}"\n{pad}', "age": i, "tags": ["a", "b"]}
+            {
+                "id": f"rec_{page}_{i}",
+                "xata_version": 0,
+                "name": f'n,"{i}"\n{pad}',
+                "age": i,
+                "tags": ["a", "b"],
+            }
             for i in range(size)
         ]
 
@@ -96,7 +102,9 @@ def test_s3_large_table_uses_multipart(s3_bucket: str, monkeypatch: pytest.Monke
     [table] = manifest.tables
     assert table.bytes > 10 * 1024 * 1024
     client = boto3.client("s3")
-    head = client.head_object(Bucket=s3_bucket, Key=f"db/main/snapshots/{manifest.snapshot_id}/tables/people.csv")
+    head = client.head_object(
+        Bucket=s3_bucket, Key=f"db/main/snapshots/{manifest.snapshot_id}/tables/people.csv"
+    )
     assert head["ETag"].strip('"').endswith("-3")  # three parts
     assert sum(1 for _ in store.iter_records(manifest.snapshot_id, TABLE)) == 40_000
 

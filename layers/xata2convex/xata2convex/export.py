@@ -1,0 +1,56 @@
+"""Export stage: every table of a source into one snapshot, manifest last."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from .model import SnapshotManifest, Source, TableManifest, TableSchema, XataToConvexError
+from .snapshot import SnapshotStore, new_snapshot_id
+
+log = logging.getLogger(__name__)
+
+
+class ExportError(XataToConvexError):
+    """The export failed; no manifest was written, so the snapshot is never read."""
+
+
+def export_snapshot(
+    source: Source, store: SnapshotStore, *, concurrency: int = 4, source_name: str = "xata"
+) -> SnapshotManifest:
+    """Write a complete snapshot of `source` to `store` and return its manifest.
+
+    Tables are exported concurrently (bounded); if any table fails the manifest is not written.
+    """
+    schema = source.read_schema()
+    snapshot_id = new_snapshot_id()
+    store.write_schema(snapshot_id, schema.raw)
+    warnings: list[str] = list(getattr(source, "warnings", []))
+
+    def export_one(table: TableSchema) -> TableManifest:
+        manifest = store.write_table(snapshot_id, table, source.read_table(table))
+        log.info("exported table", extra={"table": table.name, "rows": manifest.rows})
+        return manifest
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="export") as pool:
+        futures = [pool.submit(export_one, table) for table in schema.tables]
+        errors = [f.exception() for f in futures]
+    failures = [e for e in errors if e is not None]
+    if failures:
+        raise ExportError(
+            f"export of snapshot {snapshot_id} failed, no manifest written: "
+            + "; ".join(str(e) for e in failures)
+        ) from failures[0]
+    manifest = SnapshotManifest(
+        snapshot_id=snapshot_id,
+        database=source.database(),
+        branch=source.branch(),
+        source=source_name,
+        created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        schema_sha256=schema.fingerprint(),
+        tables=tuple(f.result() for f in futures),
+        warnings=tuple(warnings),
+    )
+    store.write_manifest(manifest)
+    return manifest

@@ -1,0 +1,285 @@
+"""Read a Xata branch through the official `xata` SDK (1.3.5).
+
+The SDK has no timeouts, no retries and a fixed `https://{workspace}.{region}.xata.sh` base URL.
+We keep the SDK's calls and add, per namespace session: a transport adapter that sets a timeout and
+remembers the last response (the SDK's RateLimitError drops the headers we need for
+`x-ratelimit-reset`), a base-URL override for XATA_ENDPOINT_URL, bounded retries with jittered
+backoff on 429 / 5xx / connection errors, and a shared request-rate limit.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+from requests.adapters import HTTPAdapter
+from xata.api_request import ApiRequest
+from xata.client import XataClient
+from xata.errors import RateLimitError, UnauthorizedError, XataServerError
+
+from .model import (
+    EXPIRING_FILE_FIELDS,
+    ID_COLUMN,
+    POSTGRES_META_NAMES,
+    DatabaseSchema,
+    Record,
+    SourceError,
+    TableSchema,
+    schema_from_xata,
+)
+
+
+@dataclass(frozen=True)
+class XataSettings:
+    api_key: str
+    database_url: str  # https://{workspace}.{region}.xata.sh/db/{database}:{branch}
+    endpoint_url: str | None = None  # replaces https://{workspace}.{region}.xata.sh
+    page_size: int = 1000  # the largest page Xata's docs allow
+    timeout_s: float = 30.0
+    max_attempts: int = 8
+    backoff_base_s: float = 0.25
+    backoff_cap_s: float = 20.0
+    concurrency: int = 4  # tables read at once; Xata's free plan allows 15 concurrent requests
+    requests_per_second: float = 75.0  # Xata's free plan: 75 req/s per branch
+
+    def __repr__(self) -> str:  # never print the key
+        return f"XataSettings(database_url={self.database_url!r}, endpoint_url={self.endpoint_url!r}, ...)"
+
+
+def parse_database_url(url: str) -> tuple[str, str]:
+    """(database, branch) from `https://{workspace}.{region}.xata.sh/db/{database}:{branch}`."""
+    path = urlparse(url).path
+    if not path.startswith("/db/") or not path[4:]:
+        raise SourceError(
+            f"XATA_DATABASE_URL {url!r}: expected https://{{workspace}}.{{region}}.xata.sh/db/NAME:BRANCH"
+        )
+    database, _, branch = path[4:].partition(":")
+    return database, branch or "main"
+
+
+class _RateLimiter:
+    """Spaces requests evenly to stay under a requests-per-second budget shared by all threads."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.lock = threading.Lock()
+        self.next_slot = 0.0
+
+    def acquire(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            now = time.monotonic()
+            slot = max(now, self.next_slot)
+            self.next_slot = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+class _TimeoutAdapter(HTTPAdapter):
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(pool_connections=4, pool_maxsize=4)
+        self.timeout_s = timeout_s
+        self.last_response: requests.Response | None = None
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout_s
+        self.last_response = None
+        response = super().send(request, **kwargs)
+        self.last_response = response
+        return response
+
+
+class _TransientError(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class XataSdkSource:
+    """A `model.Source` over the xata SDK. Thread-safe: each thread gets its own SDK client."""
+
+    def __init__(self, settings: XataSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.settings = settings
+        self._database, self._branch = parse_database_url(settings.database_url)
+        self._limiter = _RateLimiter(settings.requests_per_second)
+        self._local = threading.local()
+        self._sleep = sleep
+        self.requests_made = 0
+        self._count_lock = threading.Lock()
+
+    def database(self) -> str:
+        return self._database
+
+    def branch(self) -> str:
+        return self._branch
+
+    def describe(self) -> str:
+        return f"xata:{self._database}:{self._branch}"
+
+    def close(self) -> None:
+        pass
+
+    # --- SDK plumbing ---
+    def _client(self) -> XataClient:
+        client: XataClient | None = getattr(self._local, "client", None)
+        if client is None:
+            client = XataClient(api_key=self.settings.api_key, db_url=self.settings.database_url)
+            for namespace in (client.branch(), client.data()):
+                self._prepare(namespace)
+            self._local.client = client
+        return client
+
+    def _prepare(self, namespace: ApiRequest) -> None:
+        adapter = _TimeoutAdapter(self.settings.timeout_s)
+        namespace.session.mount("https://", adapter)
+        namespace.session.mount("http://", adapter)
+        namespace.adapter = adapter
+        if self.settings.endpoint_url:
+            base = self.settings.endpoint_url.rstrip("/")
+            namespace.get_base_url = lambda: base
+
+    def _call(self, what: str, call: Callable[[XataClient], Any]) -> dict[str, Any]:
+        """One SDK call with rate limiting, retries and clear errors. `what` names table and page."""
+        last: Exception | None = None
+        for attempt in range(1, self.settings.max_attempts + 1):
+            self._limiter.acquire()
+            with self._count_lock:
+                self.requests_made += 1
+            try:
+                response = self._checked(what, call)
+                return dict(response)
+            except _TransientError as exc:
+                last = exc
+                if attempt == self.settings.max_attempts:
+                    break
+                self._sleep(self._backoff(attempt, exc.retry_after))
+        raise SourceError(f"{what}: gave up after {self.settings.max_attempts} attempts; last error: {last}")
+
+    def _checked(self, what: str, call: Callable[[XataClient], Any]) -> Any:
+        client = self._client()
+        try:
+            response = call(client)
+        except RateLimitError as exc:
+            raise _TransientError("429 rate limited", self._retry_after(client)) from exc
+        except XataServerError as exc:
+            raise _TransientError(f"server error ({_status_of(client)})") from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _TransientError(f"connection error: {type(exc).__name__}") from exc
+        except UnauthorizedError as exc:
+            raise SourceError(f"{what}: Xata rejected the API key (401 unauthorized)") from exc
+        if not response.is_success():
+            message = response.get("message") or response.response.text[:300]
+            raise SourceError(f"{what}: Xata answered {response.status_code}: {message}")
+        return response
+
+    def _retry_after(self, client: XataClient) -> float | None:
+        header = None
+        for namespace in (client.data(), client.branch()):
+            last = namespace.adapter.last_response
+            if last is not None and last.status_code == 429:
+                header = last.headers.get("x-ratelimit-reset")
+        if header is None:
+            return None
+        try:
+            value = float(header)
+        except ValueError:
+            return None
+        # Seconds to wait, or (if it looks like one) a Unix time at which the window resets.
+        return max(0.0, value - time.time()) if value > 1e9 else value
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        ceiling = min(self.settings.backoff_cap_s, self.settings.backoff_base_s * 2 ** (attempt - 1))
+        delay = random.uniform(0, ceiling)  # full jitter
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.settings.backoff_cap_s))
+        return delay
+
+    # --- Source ---
+    def read_schema(self) -> DatabaseSchema:
+        details = self._call(
+            f"branch {self._database}:{self._branch}: reading the schema",
+            lambda c: c.branch().get_details(self._database, self._branch),
+        )
+        raw = details.get("schema")
+        if not isinstance(raw, dict):
+            raise SourceError(f"branch {self._database}:{self._branch}: the branch details carry no schema")
+        return schema_from_xata(raw)
+
+    def read_table(self, table: TableSchema) -> Iterator[list[Record]]:
+        normalise = _RecordNormaliser(table)
+        page_size = self.settings.page_size
+        cursor: str | None = None
+        page_no = 1
+        while True:
+            payload: dict[str, Any] = {"page": {"size": page_size}}
+            if cursor:
+                payload["page"]["after"] = cursor
+            what = f"table {table.name!r} page {page_no}"
+
+            def query(client: XataClient, payload: dict[str, Any] = payload) -> Any:
+                return client.data().query(table.name, payload, self._database, self._branch)
+
+            body = self._call(what, query)
+            records = body.get("records", [])
+            try:
+                yield [normalise(r) for r in records]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise SourceError(f"{what}: unexpected record shape: {exc}") from exc
+            meta = (body.get("meta") or {}).get("page") or {}
+            if not meta.get("more") or not meta.get("cursor"):
+                return
+            cursor = meta["cursor"]
+            page_no += 1
+
+
+def _status_of(client: XataClient) -> str:
+    for namespace in (client.data(), client.branch()):
+        last = namespace.adapter.last_response
+        if last is not None:
+            return str(last.status_code)
+    return "unknown status"
+
+
+class _RecordNormaliser:
+    """Xata record (classic or Postgres-enabled shape) -> snapshot record."""
+
+    def __init__(self, table: TableSchema) -> None:
+        self.columns = table.columns
+
+    def __call__(self, raw: dict[str, Any]) -> Record:
+        if "xata_id" in raw:
+            record: Record = {snap: raw.get(pg) for pg, snap in POSTGRES_META_NAMES.items()}
+        else:
+            meta = raw.get("xata") or {}
+            record = {
+                ID_COLUMN: raw["id"],
+                "xata_version": meta.get("version"),
+                "xata_createdAt": meta.get("createdAt"),
+                "xata_updatedAt": meta.get("updatedAt"),
+            }
+        for column in self.columns:
+            value = raw.get(column.name)
+            if value is not None:
+                if column.type == "link":
+                    value = value["id"] if isinstance(value, dict) else value
+                elif column.type == "json" and not isinstance(value, str):
+                    value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+                elif column.type == "file":
+                    value = _without_expiring(value)
+                elif column.type == "file[]":
+                    value = [_without_expiring(item) for item in value]
+            record[column.name] = value
+        return record
+
+
+def _without_expiring(file: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in file.items() if k not in EXPIRING_FILE_FIELDS}
