@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from .model import SnapshotManifest, Source, TableManifest, TableSchema, XataToConvexError
+from .model import CsvSource, SnapshotManifest, Source, TableManifest, TableSchema, XataToConvexError
 from .snapshot import SnapshotStore, new_snapshot_id
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,12 @@ def export_snapshot(
     warnings: list[str] = list(getattr(source, "warnings", []))
 
     def export_one(table: TableSchema) -> TableManifest:
-        manifest = store.write_table(snapshot_id, table, source.read_table(table))
+        if isinstance(source, CsvSource):  # pre-rendered CSV: stored byte for byte
+            csv = source.copy_table_csv(table)
+            manifest = store.write_table_csv(snapshot_id, table, csv.chunks(), 0)
+            manifest = dataclasses.replace(manifest, rows=csv.rows)  # known once the stream ended
+        else:
+            manifest = store.write_table(snapshot_id, table, source.read_table(table))
         log.info("exported table", extra={"table": table.name, "rows": manifest.rows})
         return manifest
 

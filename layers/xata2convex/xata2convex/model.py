@@ -9,7 +9,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 # Xata column types (classic REST API). Postgres sources map their types onto these.
 ColumnType = Literal[
@@ -123,6 +123,21 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+class TableCsv(Protocol):
+    """A table's snapshot CSV rendered by the source itself (header first, the codec's cell text)."""
+
+    rows: int  # the record count, known once chunks() is exhausted
+
+    def chunks(self) -> Iterator[bytes]: ...
+
+
+@runtime_checkable
+class CsvSource(Protocol):
+    """A source that renders snapshot CSV itself (Postgres COPY): export stores the bytes as they come."""
+
+    def copy_table_csv(self, table: TableSchema) -> TableCsv: ...
+
+
 @dataclass(frozen=True)
 class TableManifest:
     name: str
@@ -224,6 +239,7 @@ def schema_from_xata(raw: Mapping[str, Any]) -> DatabaseSchema:
                     vector_dimension=(col.get("vector") or {}).get("dimension"),
                     not_null=bool(col.get("notNull", False)),
                     unique=bool(col.get("unique", False)),
+                    source_type=col.get("pgType"),
                 )
             )
         tables.append(TableSchema(name=table["name"], columns=tuple(columns)))
