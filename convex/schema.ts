@@ -1,0 +1,51 @@
+import { defineSchema, defineTable } from "convex/server";
+import { type Infer, v } from "convex/values";
+import { xataTables } from "./xataTables";
+
+export const syncRunStatus = v.union(
+  v.literal("pending"),
+  v.literal("running"),
+  v.literal("succeeded"),
+  v.literal("partial"),
+  v.literal("failed"),
+  v.literal("rejected"),
+);
+export const syncRunMode = v.union(v.literal("incremental"), v.literal("full"));
+
+/** One table's outcome in a run; keyed by Xata table name (which may contain hyphens). */
+export const syncRunTable = v.object({
+  added: v.number(),
+  changed: v.number(),
+  deleted: v.number(),
+  unchanged: v.number(),
+  status: v.string(),
+  message: v.optional(v.string()),
+});
+
+/** The fields a run report may set; `record` takes them as a partial update. */
+export const syncRunUpdateFields = {
+  status: syncRunStatus,
+  mode: syncRunMode,
+  snapshotId: v.optional(v.string()),
+  startedAt: v.number(),
+  updatedAt: v.number(),
+  finishedAt: v.optional(v.number()),
+  tables: v.optional(v.record(v.string(), syncRunTable)),
+  batches: v.optional(v.number()),
+  error: v.optional(v.string()),
+  trigger: v.optional(v.string()),
+};
+
+export const syncRunFields = { runId: v.string(), ...syncRunUpdateFields };
+
+export const syncRunDoc = v.object({
+  _id: v.id("syncRuns"),
+  _creationTime: v.number(),
+  ...syncRunFields,
+});
+export type SyncRun = Infer<typeof syncRunDoc>;
+
+export default defineSchema({
+  ...xataTables,
+  syncRuns: defineTable(syncRunFields).index("by_runId", ["runId"]),
+});

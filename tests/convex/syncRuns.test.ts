@@ -1,0 +1,85 @@
+import { describe, expect, test } from "vitest";
+import { internal } from "../../convex/_generated/api";
+import { newBackend } from "./mirrorDocuments";
+
+describe("syncRuns", () => {
+  test("record creates the run with defaults, then updates only the fields it is given", async () => {
+    const t = newBackend();
+    const created = await t.mutation(internal.syncRuns.record, {
+      runId: "run-1",
+      trigger: "cron",
+      startedAt: 1000,
+    });
+    expect(created).toMatchObject({
+      runId: "run-1",
+      status: "pending",
+      mode: "incremental",
+      startedAt: 1000,
+    });
+    expect(created.updatedAt).toEqual(expect.any(Number));
+
+    const tables = {
+      "event-subject-matter-experts": { added: 3, changed: 1, deleted: 2, unchanged: 10, status: "applied" },
+      sessions: {
+        added: 0,
+        changed: 0,
+        deleted: 0,
+        unchanged: 0,
+        status: "skipped",
+        message: "mass delete guard",
+      },
+    };
+    const finished = await t.mutation(internal.syncRuns.record, {
+      runId: "run-1",
+      status: "partial",
+      snapshotId: "20261129T120000Z-3f9c",
+      finishedAt: 5000,
+      updatedAt: 5000,
+      tables,
+      batches: 4,
+    });
+    expect(finished).toMatchObject({
+      _id: created._id,
+      runId: "run-1",
+      status: "partial",
+      mode: "incremental",
+      trigger: "cron",
+      startedAt: 1000,
+      finishedAt: 5000,
+      updatedAt: 5000,
+      tables,
+      batches: 4,
+    });
+    expect(await t.query(internal.syncRuns.get, { runId: "run-1" })).toEqual(finished);
+    expect(await t.query(internal.syncRuns.get, { runId: "run-2" })).toBeNull();
+    const all = await t.run(async (ctx) => await ctx.db.query("syncRuns").collect());
+    expect(all).toHaveLength(1);
+  });
+
+  test("rejects an unknown status or mode and a run without an id", async () => {
+    const t = newBackend();
+    await expect(
+      t.mutation(internal.syncRuns.record, { runId: "r", status: "done" } as never),
+    ).rejects.toThrow(/status|done/);
+    await expect(
+      t.mutation(internal.syncRuns.record, { runId: "r", mode: "sometimes" } as never),
+    ).rejects.toThrow(/sometimes|mode/);
+    await expect(t.mutation(internal.syncRuns.record, { status: "running" } as never)).rejects.toThrow(
+      /runId/,
+    );
+    expect(await t.run(async (ctx) => await ctx.db.query("syncRuns").collect())).toEqual([]);
+  });
+
+  test("list pages through runs, newest first", async () => {
+    const t = newBackend();
+    for (const runId of ["a", "b", "c"]) await t.mutation(internal.syncRuns.record, { runId });
+    const first = await t.query(internal.syncRuns.list, { paginationOpts: { numItems: 2, cursor: null } });
+    expect(first.page.map((run) => run.runId)).toEqual(["c", "b"]);
+    expect(first.isDone).toBe(false);
+    const second = await t.query(internal.syncRuns.list, {
+      paginationOpts: { numItems: 2, cursor: first.continueCursor },
+    });
+    expect(second.page.map((run) => run.runId)).toEqual(["a"]);
+    expect(second.isDone).toBe(true);
+  });
+});
