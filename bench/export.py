@@ -18,21 +18,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from xata.client import XataClient
-
 from xata2convex.export import export_snapshot
 from xata2convex.local.seedgen import write_bench_seed
 from xata2convex.local.xata_server import XataStandIn
 from xata2convex.snapshot import SnapshotStore
 from xata2convex.storage import LocalBlobStore
-from xata2convex.xata_source import XataSdkSource, XataSettings
+from xata2convex.xata_source import XataSdkSource, XataSettings, sdk_client
 
 
 def baseline(standin: XataStandIn, out: Path) -> int:
     settings = standin.settings()
-    client = XataClient(api_key=settings["XATA_API_KEY"], db_url=settings["XATA_DATABASE_URL"])
-    for namespace in (client.branch(), client.data()):
-        namespace.get_base_url = lambda: settings["XATA_ENDPOINT_URL"]
+    client = sdk_client(
+        settings["XATA_API_KEY"], settings["XATA_DATABASE_URL"], settings["XATA_ENDPOINT_URL"]
+    )
     tables = client.branch().get_details()["schema"]["tables"]
     total = 0
     for table in tables:

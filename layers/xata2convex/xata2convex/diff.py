@@ -52,7 +52,7 @@ class TableDiff:
 
 @dataclass(frozen=True)
 class Change:
-    kind: Literal["added", "changed", "deleted"]
+    kind: Literal["added", "changed", "deleted", "retry"]  # retry: unchanged, but refused last time
     record_id: str
     record: Record | None = None  # the new record (decoded); None for a delete
 
@@ -155,11 +155,13 @@ class TableDiffer:
             if before is None:
                 added += 1
                 yield Change("added", record_id, decode_row(_parse(text), columns))
-            elif before != digest or record_id in retry:
+            elif before != digest:
                 changed += 1
                 yield Change("changed", record_id, decode_row(_parse(text), columns))
             else:
                 unchanged += 1
+                if record_id in retry:
+                    yield Change("retry", record_id, decode_row(_parse(text), columns))
         for gone in hashes:
             deleted += 1
             yield Change("deleted", gone)

@@ -20,7 +20,6 @@ from urllib.parse import urlparse
 
 import requests
 from requests.adapters import HTTPAdapter
-from xata.api_request import ApiRequest
 from xata.client import XataClient
 from xata.errors import RateLimitError, UnauthorizedError, XataServerError
 
@@ -62,6 +61,16 @@ def parse_database_url(url: str) -> tuple[str, str]:
         )
     database, _, branch = path[4:].partition(":")
     return database, branch or "main"
+
+
+def sdk_client(api_key: str, database_url: str, endpoint_url: str | None = None) -> XataClient:
+    """The official SDK client; with an endpoint URL, every data-plane namespace is sent there."""
+    client = XataClient(api_key=api_key, db_url=database_url)
+    if endpoint_url:
+        base = endpoint_url.rstrip("/")
+        for namespace in (client.branch(), client.data(), client.records(), client.table()):
+            namespace.get_base_url = lambda: base
+    return client
 
 
 class _RateLimiter:
@@ -132,20 +141,15 @@ class XataSdkSource:
     def _client(self) -> XataClient:
         client: XataClient | None = getattr(self._local, "client", None)
         if client is None:
-            client = XataClient(api_key=self.settings.api_key, db_url=self.settings.database_url)
+            settings = self.settings
+            client = sdk_client(settings.api_key, settings.database_url, settings.endpoint_url)
             for namespace in (client.branch(), client.data()):
-                self._prepare(namespace)
+                adapter = _TimeoutAdapter(settings.timeout_s)
+                namespace.session.mount("https://", adapter)
+                namespace.session.mount("http://", adapter)
+                namespace.adapter = adapter
             self._local.client = client
         return client
-
-    def _prepare(self, namespace: ApiRequest) -> None:
-        adapter = _TimeoutAdapter(self.settings.timeout_s)
-        namespace.session.mount("https://", adapter)
-        namespace.session.mount("http://", adapter)
-        namespace.adapter = adapter
-        if self.settings.endpoint_url:
-            base = self.settings.endpoint_url.rstrip("/")
-            namespace.get_base_url = lambda: base
 
     def _call(self, what: str, call: Callable[[XataClient], Any]) -> dict[str, Any]:
         """One SDK call with rate limiting, retries and clear errors. `what` names table and page."""

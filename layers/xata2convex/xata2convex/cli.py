@@ -1,0 +1,305 @@
+"""`xata2convex` command line: wires options to the same jobs the Lambda handlers run."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import jobs
+from .config import Config, scrub
+from .model import XataToConvexError
+from .schemagen import write_convex_module
+from .sync import SyncOptions, diff_snapshots
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_options(func: F) -> F:
+    """Every setting of DESIGN's table as a flag; a flag overrides the environment."""
+    options = [
+        click.option("--xata-api-key", help="Xata API key [XATA_API_KEY]"),
+        click.option("--xata-database-url", help="https://{workspace}.{region}.xata.sh/db/{db}:{branch}"),
+        click.option("--xata-endpoint-url", help="base URL replacing https://{workspace}.{region}.xata.sh"),
+        click.option("--source", "xata_postgres_url", help="postgres://… to read Xata over Postgres"),
+        click.option("--snapshot-uri", help="s3://bucket/prefix, file:///dir or a path [./snapshots]"),
+        click.option("--convex-url", help="Convex deployment URL [CONVEX_URL]"),
+        click.option("--convex-deploy-key", help="Convex deploy key [CONVEX_DEPLOY_KEY]"),
+        click.option("--concurrency", type=int, help="tables exported at once [4]"),
+        click.option("--requests-per-second", type=float, help="Xata request budget [75]"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="print one JSON object")(func)
+
+
+def build_config(kwargs: dict[str, Any]) -> Config:
+    names = (
+        "xata_api_key", "xata_database_url", "xata_endpoint_url", "xata_postgres_url", "snapshot_uri",
+        "convex_url", "convex_deploy_key", "concurrency", "requests_per_second",
+    )  # fmt: skip
+    return Config.from_env().with_overrides(**{n: kwargs.pop(n, None) for n in names})
+
+
+def reports_errors(func: F) -> F:
+    """Our own errors end the command with a one-line message (secrets scrubbed) and exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except XataToConvexError as exc:
+            secrets = Config.from_env().secrets() + [str(v) for k, v in kwargs.items() if "key" in k and v]
+            click.echo(f"error: {scrub(str(exc), secrets)}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(as_json: bool, value: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False) if as_json else text)
+
+
+@click.group()
+def main() -> None:
+    """Keep Convex tables equal to a Xata database through CSV snapshots."""
+
+
+@main.command()
+@config_options
+@json_option
+@reports_errors
+def export(as_json: bool, **kwargs: Any) -> None:
+    """Write a snapshot of every Xata table; print its id."""
+    manifest = jobs.run_export(build_config(kwargs))
+    emit(as_json, manifest.to_json(), manifest.snapshot_id)
+
+
+def sync_options(func: F) -> F:
+    options = [
+        click.option("--full", is_flag=True, help="reload every record and delete mirrored ones not in Xata"),
+        click.option("--dry-run", is_flag=True, help="print the diff; write nothing"),
+        click.option("--allow-mass-delete", is_flag=True, help="apply deletes over the guard's share"),
+        click.option("--max-delete-share", type=float, default=0.5, show_default=True,
+                     help="mass-delete guard: largest share of a table's rows one run may delete"),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_sync_options(kwargs: dict[str, Any], snapshot_id: str | None = None) -> SyncOptions:
+    return SyncOptions(
+        snapshot_id=snapshot_id,
+        full=kwargs.pop("full"),
+        dry_run=kwargs.pop("dry_run"),
+        allow_mass_delete=kwargs.pop("allow_mass_delete"),
+        max_delete_share=kwargs.pop("max_delete_share"),
+    )
+
+
+def render_report(report: dict[str, Any]) -> str:
+    lines = [f"run {report['runId']}: snapshot {report['snapshotId']} {report['status']}"]
+    if report.get("dryRun"):
+        lines[0] += " (dry run: nothing written)"
+    for name, t in report["tables"].items():
+        line = f"  {name}: +{t['added']} added, ~{t['changed']} changed, -{t['deleted']} deleted, "
+        line += f"{t['unchanged']} unchanged [{t['status']}]"
+        lines.append(line)
+        lines += [f"    {t['message']}"] if t.get("message") else []
+        if t.get("errors"):
+            lines.append(f"    {t['rejected']} record(s) not mirrored, e.g. {t['errors'][0]}")
+    lines += [f"  schema drift: {d}" for d in report.get("drift", [])]
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--snapshot", "snapshot_id", help="apply this snapshot (default: the newest)")
+@sync_options
+@config_options
+@json_option
+@reports_errors
+def sync(snapshot_id: str | None, as_json: bool, **kwargs: Any) -> None:
+    """Apply the difference between the newest snapshot and the last applied one to Convex."""
+    options = build_sync_options(kwargs, snapshot_id)
+    report = jobs.run_sync(build_config(kwargs), options)
+    emit(as_json, report, render_report(report))
+    sys.exit(0 if report["status"] == "succeeded" else 2)
+
+
+@main.command()
+@sync_options
+@config_options
+@json_option
+@reports_errors
+def run(as_json: bool, **kwargs: Any) -> None:
+    """Export a fresh snapshot, then sync it."""
+    options = build_sync_options(kwargs)
+    report = jobs.run_export_and_sync(build_config(kwargs), options)
+    emit(as_json, report, render_report(report))
+    sys.exit(0 if report["status"] == "succeeded" else 2)
+
+
+@main.command()
+@config_options
+@json_option
+@reports_errors
+def verify(as_json: bool, **kwargs: Any) -> None:
+    """Exit 0 only when the Convex mirror equals the last applied snapshot."""
+    result = jobs.verify(build_config(kwargs))
+    lines = [f"snapshot {result['snapshotId']}: " + ("Convex equals it" if result["equal"] else "DIFFERENT")]
+    for name, t in result["tables"].items():
+        lines.append(
+            f"  {name}: {t['actual']}/{t['expected']} documents, {t['missing']} missing, "
+            f"{t['extra']} extra, {t['different']} different"
+        )
+        lines += [f"    {e}" for e in t["examples"]]
+    emit(as_json, result, "\n".join(lines))
+    sys.exit(0 if result["equal"] else 1)
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("convex/xataTables.ts"),
+    show_default=True,
+)
+@click.option("--snapshot", "snapshot_id", help="read the Xata schema from this snapshot, not from Xata")
+@config_options
+@reports_errors
+def schema(out: Path, snapshot_id: str | None, **kwargs: Any) -> None:
+    """Generate typed Convex table definitions from the Xata schema."""
+    config = build_config(kwargs)
+    if snapshot_id:
+        database_schema = jobs.open_store(config).read_schema(snapshot_id)
+    else:
+        source = jobs.open_source(config)
+        database_schema = source.read_schema()
+        source.close()
+    changed = write_convex_module(database_schema, out)
+    click.echo(
+        f"{'wrote' if changed else 'unchanged'} {out} (Xata schema {database_schema.fingerprint()[:12]})"
+    )
+
+
+@main.group()
+def snapshots() -> None:
+    """Browse snapshots for audit."""
+
+
+@snapshots.command("ls")
+@config_options
+@json_option
+@reports_errors
+def snapshots_ls(as_json: bool, **kwargs: Any) -> None:
+    """List complete snapshots, oldest first, with table and row counts."""
+    store = jobs.open_store(build_config(kwargs))
+    rows = []
+    for snapshot_id in store.list_snapshots():
+        manifest = store.read_manifest(snapshot_id)
+        rows.append(
+            {
+                "snapshotId": snapshot_id,
+                "createdAt": manifest.created_at,
+                "tables": len(manifest.tables),
+                "rows": sum(t.rows for t in manifest.tables),
+            }
+        )
+    text = "\n".join(
+        f"{r['snapshotId']}  {r['createdAt']}  {r['tables']} tables  {r['rows']} rows" for r in rows
+    )
+    emit(as_json, {"snapshots": rows}, text or "no snapshots")
+
+
+@snapshots.command("show")
+@click.argument("snapshot_id")
+@click.argument("table", required=False)
+@config_options
+@json_option
+@reports_errors
+def snapshots_show(snapshot_id: str, table: str | None, as_json: bool, **kwargs: Any) -> None:
+    """Show a snapshot's manifest, or print one table's CSV."""
+    store = jobs.open_store(build_config(kwargs))
+    manifest = store.read_manifest(snapshot_id)
+    if table is None:
+        lines = [f"{manifest.snapshot_id}  {manifest.source}  {manifest.database}:{manifest.branch}"]
+        lines += [
+            f"  {t.name}: {t.rows} rows, {len(t.columns)} columns, sha256 {t.sha256}" for t in manifest.tables
+        ]
+        lines += [f"  warning: {w}" for w in manifest.warnings]
+        emit(as_json, manifest.to_json(), "\n".join(lines))
+        return
+    if table not in {t.name for t in manifest.tables}:
+        raise click.ClickException(f"snapshot {snapshot_id} has no table {table!r}")
+    with store.open_table_text(snapshot_id, table) as text:
+        for chunk in iter(lambda: text.read(1 << 16), ""):
+            sys.stdout.write(chunk)
+
+
+@snapshots.command("diff")
+@click.argument("old_id")
+@click.argument("new_id")
+@config_options
+@json_option
+@reports_errors
+def snapshots_diff(old_id: str, new_id: str, as_json: bool, **kwargs: Any) -> None:
+    """Per-table adds, changes and deletes between two snapshots (nothing is written)."""
+    tables = diff_snapshots(jobs.open_store(build_config(kwargs)), old_id, new_id)
+    lines = [f"{old_id} -> {new_id}"]
+    for name, t in tables.items():
+        lines.append(
+            f"  {name}: +{t['added']} added, ~{t['changed']} changed, -{t['deleted']} deleted, "
+            f"{t['unchanged']} unchanged"
+        )
+    emit(as_json, {"from": old_id, "to": new_id, "tables": tables}, "\n".join(lines))
+
+
+@main.command()
+@click.option("--from_workspace", "workspace", required=True)
+@click.option("--from_database", "database", required=True)
+@click.option("--from_branch", "branch", default="main", show_default=True)
+@click.option("--from_region", "region", default="us-east-1", show_default=True)
+@click.option("--from_XATA_API_KEY", "api_key", envvar="XATA_API_KEY", required=True)
+@click.option("--output", type=click.Choice(["file"]), default="file", show_default=True)
+@click.option("--output_path", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--output_format", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@reports_errors
+def xreplay(
+    workspace: str, database: str, branch: str, region: str, api_key: str, output: str, output_path: Path,
+    output_format: str,
+) -> None:  # fmt: skip
+    """xata_tools' xreplay file export (same flags): schema.json and one file per table."""
+    from .xreplay import replay_to_files
+
+    config = Config.from_env().with_overrides(
+        xata_api_key=api_key,
+        xata_database_url=f"https://{workspace}.{region}.xata.sh/db/{database}:{branch}",
+    )
+    for line in replay_to_files(jobs.open_source(config), output_path, output_format):
+        click.echo(line)
+
+
+@main.group()
+def local() -> None:
+    """Local stand-ins for Xata and Convex (foreground)."""
+
+
+def _register_local_commands() -> None:
+    from .local.convex_server import convex_command
+    from .local.xata_server import xata_command
+
+    local.add_command(xata_command, "xata")
+    local.add_command(convex_command, "convex")
+
+
+_register_local_commands()

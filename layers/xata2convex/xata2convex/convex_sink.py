@@ -1,0 +1,186 @@
+"""Sink stage: Convex's HTTP API with a deploy key, and batched writes to the mirror.
+
+Plain HTTP rather than the `convex` package's WebSocket client, which retries forever (a Lambda
+cannot wait forever). Every call has a timeout; transport errors, 429 and 5xx are retried a bounded
+number of times with jittered backoff. That is safe because every mirror mutation is idempotent
+(upsert and delete by `xata_id`). Batches stay well inside Convex's per-transaction limits
+(16,000 writes, 16 MiB written, 4,096 index ranges): at most `max_documents` documents (each costs
+one index lookup and at most one write) and `max_bytes` of JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from .model import XataToConvexError
+
+
+class ConvexError(XataToConvexError):
+    """Convex refused a call (function error, bad key, bad arguments); not retried."""
+
+
+class ConvexUnavailable(XataToConvexError):
+    """Convex could not be reached or kept failing after the retries."""
+
+
+class ConvexHttp:
+    def __init__(
+        self,
+        url: str,
+        deploy_key: str,
+        *,
+        timeout_s: float = 60.0,
+        max_attempts: int = 5,
+        backoff_base_s: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._auth = f"Convex {deploy_key}"
+        self.timeout_s = timeout_s
+        self.max_attempts = max_attempts
+        self.backoff_base_s = backoff_base_s
+        self._sleep = sleep
+        self.session = requests.Session()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"ConvexHttp({self.url!r})"
+
+    def query(self, path: str, args: dict[str, Any]) -> Any:
+        return self._call("query", path, args)
+
+    def mutation(self, path: str, args: dict[str, Any]) -> Any:
+        return self._call("mutation", path, args)
+
+    def action(self, path: str, args: dict[str, Any]) -> Any:
+        return self._call("action", path, args)
+
+    def _call(self, kind: str, path: str, args: dict[str, Any]) -> Any:
+        body = json.dumps({"path": path, "args": args, "format": "json"}, allow_nan=False)
+        headers = {"Authorization": self._auth, "Content-Type": "application/json"}
+        problem = ""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                response = self.session.post(
+                    f"{self.url}/api/{kind}", data=body.encode(), headers=headers, timeout=self.timeout_s
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                problem = f"{type(exc).__name__}"
+            else:
+                # 560 is hosted Convex's answer for a function error: not transient.
+                if response.status_code == 429 or (
+                    response.status_code >= 500 and response.status_code != 560
+                ):
+                    problem = f"HTTP {response.status_code}"
+                else:
+                    return self._result(path, response)
+            if attempt < self.max_attempts:
+                self._sleep(random.uniform(0, self.backoff_base_s * 2 ** (attempt - 1)))
+        raise ConvexUnavailable(
+            f"Convex {kind} {path}: gave up after {self.max_attempts} attempts ({problem})"
+        )
+
+    @staticmethod
+    def _result(path: str, response: requests.Response) -> Any:
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            raise ConvexError(
+                f"Convex {path}: HTTP {response.status_code}, unexpected body {response.text[:200]!r}"
+            )
+        if response.status_code >= 400:
+            message = payload.get("message") or payload.get("errorMessage") or response.text[:300]
+            raise ConvexError(
+                f"Convex {path}: HTTP {response.status_code} {payload.get('code', '')}: {message}"
+            )
+        if payload.get("status") == "success":
+            return payload.get("value")
+        raise ConvexError(f"Convex {path}: {payload.get('errorMessage') or payload}")
+
+
+@dataclass
+class PushStats:
+    batches: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    missing: int = 0
+
+
+class BatchLimitReached(XataToConvexError):
+    """Raised by the fault hook: the push stops after a set number of batches (tests, drills)."""
+
+
+class MirrorWriter:
+    """Pushes documents and deletes to `mirror:upsertBatch` / `mirror:deleteBatch` in bounded batches."""
+
+    def __init__(
+        self,
+        convex: ConvexHttp,
+        *,
+        max_documents: int = 500,
+        max_bytes: int = 4 * 1024 * 1024,
+        stop_after_batches: int | None = None,
+    ) -> None:
+        self.convex = convex
+        self.max_documents = max_documents
+        self.max_bytes = max_bytes
+        self.stop_after_batches = stop_after_batches
+        self.total_batches = 0
+
+    def _batches(self, items: Iterable[Any]) -> Iterator[list[Any]]:
+        batch: list[Any] = []
+        size = 0
+        for item in items:
+            item_size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
+            if batch and (len(batch) >= self.max_documents or size + item_size > self.max_bytes):
+                yield batch
+                batch, size = [], 0
+            batch.append(item)
+            size += item_size
+        if batch:
+            yield batch
+
+    def _count_batch(self) -> None:
+        if self.stop_after_batches is not None and self.total_batches >= self.stop_after_batches:
+            raise BatchLimitReached(f"push stopped after {self.total_batches} batches (fault hook)")
+        self.total_batches += 1
+
+    def upsert(self, table: str, documents: Iterable[dict[str, Any]], stats: PushStats) -> None:
+        for batch in self._batches(documents):
+            self._count_batch()
+            result = self.convex.mutation("mirror:upsertBatch", {"table": table, "documents": batch})
+            stats.batches += 1
+            stats.inserted += int(result["inserted"])
+            stats.updated += int(result["updated"])
+            stats.unchanged += int(result["unchanged"])
+
+    def delete(self, table: str, xata_ids: Iterable[str], stats: PushStats) -> None:
+        for batch in self._batches(xata_ids):
+            self._count_batch()
+            result = self.convex.mutation("mirror:deleteBatch", {"table": table, "xataIds": batch})
+            stats.batches += 1
+            stats.deleted += int(result["deleted"])
+            stats.missing += int(result["missing"])
+
+    def list_documents(self, table: str, page_size: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every mirrored document of a table, a page at a time (`mirror:listPage`)."""
+        cursor: str | None = None
+        while True:
+            page = self.convex.query(
+                "mirror:listPage",
+                {"table": table, "paginationOpts": {"numItems": page_size, "cursor": cursor}},
+            )
+            yield from page["page"]
+            if page["isDone"]:
+                return
+            cursor = page["continueCursor"]

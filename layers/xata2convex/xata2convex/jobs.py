@@ -1,0 +1,136 @@
+"""The jobs the CLI and the Lambda handlers both run: open the configured stages and drive them."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from .config import Config, ConfigError, scrub
+from .convex_sink import ConvexHttp, MirrorWriter
+from .export import export_snapshot
+from .model import SnapshotError, SnapshotManifest, Source
+from .snapshot import SnapshotStore
+from .storage import open_blob_store
+from .sync import Sync, SyncOptions
+from .verify import verify_snapshot
+from .xata_source import XataSdkSource, XataSettings, parse_database_url
+
+
+def open_source(config: Config) -> Source:
+    """The Postgres source when XATA_POSTGRES_URL is set, else the xata SDK source."""
+    if config.xata_postgres_url:
+        from .pg_source import PostgresSource
+
+        return PostgresSource(config.xata_postgres_url)
+    config.require("xata_api_key", "xata_database_url")
+    assert config.xata_api_key and config.xata_database_url
+    return XataSdkSource(
+        XataSettings(
+            api_key=config.xata_api_key,
+            database_url=config.xata_database_url,
+            endpoint_url=config.xata_endpoint_url,
+            concurrency=config.concurrency,
+            requests_per_second=config.requests_per_second,
+        )
+    )
+
+
+def source_identity(config: Config) -> tuple[str, str]:
+    """(database, branch) naming the snapshot folder, without contacting the source."""
+    if config.xata_postgres_url:
+        from .pg_source import database_and_branch
+
+        return database_and_branch(config.xata_postgres_url)
+    if not config.xata_database_url:
+        raise ConfigError("missing setting(s): XATA_DATABASE_URL (or XATA_POSTGRES_URL)")
+    return parse_database_url(config.xata_database_url)
+
+
+def open_store(config: Config) -> SnapshotStore:
+    database, branch = source_identity(config)
+    return SnapshotStore(open_blob_store(config.snapshot_uri), database, branch)
+
+
+def run_export(config: Config) -> SnapshotManifest:
+    source = open_source(config)
+    try:
+        return export_snapshot(
+            source,
+            open_store(config),
+            concurrency=config.concurrency,
+            source_name="postgres" if config.xata_postgres_url else "xata",
+        )
+    finally:
+        source.close()
+
+
+def open_convex(config: Config) -> ConvexHttp:
+    config.require("convex_url", "convex_deploy_key")
+    assert config.convex_url and config.convex_deploy_key
+    return ConvexHttp(config.convex_url, config.convex_deploy_key)
+
+
+def run_sync(config: Config, options: SyncOptions, *, trigger: str | None = None) -> dict[str, Any]:
+    """Apply the newest (or a chosen) snapshot to Convex; the report goes to S3 runs/ and Convex syncRuns."""
+    store = open_store(config)
+    if options.dry_run:
+        return Sync(store, None, options).run()
+    convex = open_convex(config)
+    sync = Sync(store, MirrorWriter(convex, stop_after_batches=options.stop_after_batches), options)
+    record_run(convex, {"runId": sync.run_id, "status": "running", "mode": _mode(options)}, trigger)
+    try:
+        report = sync.run()
+    except Exception as exc:
+        record_run(
+            convex, {"runId": sync.run_id, "status": "failed", "error": scrub(str(exc), config.secrets())}
+        )
+        raise
+    record_run(convex, report, trigger)
+    return report
+
+
+def run_export_and_sync(
+    config: Config, options: SyncOptions, *, trigger: str | None = None
+) -> dict[str, Any]:
+    """`run`: a fresh snapshot, then the sync of exactly that snapshot."""
+    manifest = run_export(config)
+    return run_sync(config, replace(options, snapshot_id=manifest.snapshot_id), trigger=trigger)
+
+
+def _mode(options: SyncOptions) -> str:
+    return "full" if options.full else "incremental"
+
+
+def record_run(convex: ConvexHttp, report: dict[str, Any], trigger: str | None = None) -> None:
+    """Mirror a run report into the Convex `syncRuns` table (`syncRuns:record`)."""
+    fields: dict[str, Any] = {"runId": report["runId"], "status": report["status"]}
+    for key in ("mode", "snapshotId", "batches", "error"):
+        if report.get(key) is not None:
+            fields[key] = report[key]
+    for key in ("startedAt", "finishedAt"):
+        if report.get(key):
+            fields[key] = _epoch_ms(report[key])
+    if "tables" in report:
+        fields["tables"] = {
+            name: {
+                k: t[k] for k in ("added", "changed", "deleted", "unchanged", "status", "message") if k in t
+            }
+            for name, t in report["tables"].items()
+        }
+    if trigger:
+        fields["trigger"] = trigger
+    convex.mutation("syncRuns:record", fields)
+
+
+def _epoch_ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def verify(config: Config) -> dict[str, Any]:
+    """Compare the Convex mirror with the last snapshot applied in full; `equal` only if every table is."""
+    store = open_store(config)
+    state, _ = store.read_state()
+    if not state or not state.get("snapshotId"):
+        raise SnapshotError("nothing has been applied in full yet: run `xata2convex sync` first")
+    return verify_snapshot(store, MirrorWriter(open_convex(config)), state["snapshotId"])

@@ -1,0 +1,282 @@
+"""Sync: diff the newest snapshot against the applied one, push only the differences, advance state.
+
+State (`state/applied.json`) records, per Xata table, the snapshot last applied to Convex and the
+records Convex refused (retried every run until they are fixed in Xata); its top-level `snapshotId`
+is the snapshot last applied to *every* table. State is written once, at the end, and only when the
+push finished: a run that fails part-way leaves it as it was, and the next run (every write being
+an idempotent upsert or delete by `xata_id`) converges.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .convex_sink import BatchLimitReached, MirrorWriter, PushStats
+from .diff import TableDiff, TableDiffer
+from .drift import FIX_COMMAND, SchemaDrift, detect_drift
+from .mirror import MirrorPlan, TablePlan, to_convex_document
+from .model import RecordError, SnapshotError, TableManifest, TableSchema, XataToConvexError
+from .snapshot import SnapshotStore
+
+log = logging.getLogger(__name__)
+MAX_ERRORS_REPORTED = 100
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    snapshot_id: str | None = None  # default: the newest complete snapshot
+    full: bool = False  # reload everything and delete mirrored documents not in the snapshot
+    dry_run: bool = False  # diff only: nothing written to Convex or to the state
+    max_delete_share: float = 0.5  # mass-delete guard
+    allow_mass_delete: bool = False
+    run_id: str | None = None
+    stop_after_batches: int | None = None  # fault hook: stop the push after this many batches
+
+
+@dataclass
+class TableResult:
+    diff: TableDiff
+    status: str = "applied"  # applied | unchanged | drift | blocked | failed | dry-run
+    message: str | None = None
+    batches: int = 0
+    duration_ms: int = 0
+    errors: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {**self.diff.to_json(), "status": self.status, "batches": self.batches}
+        data["durationMs"] = self.duration_ms
+        if self.message:
+            data["message"] = self.message
+        if self.errors:
+            data["errors"] = self.errors[:MAX_ERRORS_REPORTED]
+            data["rejected"] = len(self.rejected)
+        if self.warnings:
+            data["warnings"] = self.warnings[:MAX_ERRORS_REPORTED]
+        return data
+
+    @property
+    def applied(self) -> bool:
+        return self.status in ("applied", "unchanged")
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Sync:
+    def __init__(self, store: SnapshotStore, writer: MirrorWriter | None, options: SyncOptions) -> None:
+        if writer is None and not options.dry_run:
+            raise ValueError("a Convex writer is needed unless dry_run")
+        self.store = store
+        self.writer = writer
+        self.options = options
+        self.run_id = options.run_id or new_run_id()
+
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        started_at = _now_iso()
+        snapshot_id = self.options.snapshot_id or self.store.latest_snapshot()
+        if snapshot_id is None:
+            raise SnapshotError("no complete snapshot to sync: run `xata2convex export` first")
+        manifest = self.store.read_manifest(snapshot_id)
+        schema = self.store.read_schema(snapshot_id)
+        plan = MirrorPlan.from_schema(schema)
+        state, etag = self.store.read_state()
+        state = state or {"tables": {}}
+        drift = SchemaDrift()
+        if self.writer is not None:
+            drift = detect_drift(
+                plan, manifest.schema_sha256, self.writer.convex.query("mirror:schemaInfo", {})
+            )
+
+        fix = FIX_COMMAND.format(snapshot_id=snapshot_id)
+        results: dict[str, TableResult] = {}
+        for table in plan.tables:
+            name = table.xata_name
+            if name in drift.tables:
+                message = "; ".join(drift.tables[name]) + f". Fix: {fix}"
+                results[name] = TableResult(TableDiff(name), status="drift", message=message)
+                continue
+            try:
+                results[name] = self._sync_table(snapshot_id, table, state["tables"].get(name))
+            except BatchLimitReached:
+                raise  # the fault hook stands for a crash: nothing after it may run
+            except XataToConvexError as exc:  # this table stays where it was; the others go on
+                results[name] = TableResult(TableDiff(name), status="failed", message=str(exc))
+            if name in drift.notices and results[name].message is None:
+                results[name].message = "; ".join(drift.notices[name]) + f". Regenerate the schema: {fix}"
+
+        report = self._report(snapshot_id, started_at, started, results, drift)
+        if not self.options.dry_run:
+            self._advance_state(state, etag, snapshot_id, manifest.tables, results)
+            self.store.write_run_report(self.run_id, report)
+        return report
+
+    # --- one table ---
+    def _sync_table(self, snapshot_id: str, table: TablePlan, applied: dict[str, Any] | None) -> TableResult:
+        started = time.monotonic()
+        name = table.xata_name
+        new_manifest = self.store.read_manifest(snapshot_id).table(name)
+        old_id, old_rows = self._applied_version(applied, name)
+        rejected_before = frozenset(applied.get("rejected", [])) if applied else frozenset()
+        if self.options.full:
+            old_id = None
+        result = TableResult(TableDiff(name))
+        if old_id is not None and not rejected_before:
+            old_manifest = self.store.read_manifest(old_id).table(name)
+            if old_manifest.sha256 == new_manifest.sha256:
+                result.diff.unchanged = new_manifest.rows
+                result.status = "unchanged"
+                return result
+
+        differ = TableDiffer(
+            table.schema,
+            self.store.iter_text(old_id, name) if old_id else None,
+            self.store.iter_text(snapshot_id, name),
+            old_rows=old_rows,
+            retry_ids=rejected_before,
+        )
+        deletes: list[str] = []
+        seen: set[str] | None = set() if self.options.full else None
+        documents = self._documents(table, differ, deletes, seen, result)
+        stats = PushStats()
+        if self.writer is None:
+            for _ in documents:
+                pass
+            result.status = "dry-run"
+        else:
+            self.writer.upsert(table.convex_name, documents, stats)
+        if self.options.full and self.writer is not None:
+            assert seen is not None
+            deletes = [
+                doc["xata_id"]
+                for doc in self.writer.list_documents(table.convex_name)
+                if doc["xata_id"] not in seen
+            ]
+            result.diff = TableDiff(name, stats.inserted, stats.updated, len(deletes), stats.unchanged)
+        share = len(deletes) / old_rows if old_rows else 0.0
+        if deletes and share > self.options.max_delete_share and not self.options.allow_mass_delete:
+            result.status = "blocked"
+            result.message = (
+                f"{len(deletes)} of {old_rows} rows ({share:.0%}) would be deleted, over the mass-delete "
+                f"guard of {self.options.max_delete_share:.0%}; deletes withheld. "
+                "Rerun with --allow-mass-delete if intended."
+            )
+        elif self.writer is not None:
+            self.writer.delete(table.convex_name, deletes, stats)
+        result.batches = stats.batches
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+        return result
+
+    def _applied_version(self, applied: dict[str, Any] | None, name: str) -> tuple[str | None, int]:
+        """The snapshot this table was last applied from, if it is still readable, and its row count."""
+        if not applied or not applied.get("snapshotId"):
+            return None, 0
+        try:
+            return applied["snapshotId"], self.store.read_manifest(applied["snapshotId"]).table(name).rows
+        except (SnapshotError, KeyError):
+            log.warning("applied snapshot of table %s is gone; diffing against nothing", name)
+            return None, 0
+
+    def _documents(
+        self,
+        table: TablePlan,
+        differ: TableDiffer,
+        deletes: list[str],
+        seen: set[str] | None,
+        result: TableResult,
+    ) -> Iterator[dict[str, Any]]:
+        for change in differ:
+            if change.record is None:
+                deletes.append(change.record_id)
+                continue
+            if seen is not None:
+                seen.add(change.record_id)
+            try:
+                yield to_convex_document(table, change.record, result.warnings)
+            except RecordError as exc:
+                result.errors.append(str(exc))
+                result.rejected.append(change.record_id)
+        result.diff = differ.result
+
+    # --- state and report ---
+    def _advance_state(
+        self,
+        state: dict[str, Any],
+        etag: str | None,
+        snapshot_id: str,
+        manifests: tuple[TableManifest, ...],
+        results: dict[str, TableResult],
+    ) -> None:
+        tables = dict(state.get("tables", {}))
+        for name, result in results.items():
+            if result.applied:
+                sha = next(t.sha256 for t in manifests if t.name == name)
+                tables[name] = {"snapshotId": snapshot_id, "sha256": sha, "rejected": result.rejected}
+        for name in list(tables):
+            if name not in results:
+                del tables[name]  # the table is gone from Xata
+        new_state = {**state, "tables": tables, "runId": self.run_id, "updatedAt": _now_iso()}
+        if all(r.applied for r in results.values()):
+            new_state["snapshotId"] = snapshot_id
+        self.store.write_state(new_state, expected_etag=etag)
+
+    def _report(
+        self,
+        snapshot_id: str,
+        started_at: str,
+        started: float,
+        results: dict[str, TableResult],
+        drift: SchemaDrift,
+    ) -> dict[str, Any]:
+        if all(r.status in ("applied", "unchanged", "dry-run") and not r.errors for r in results.values()):
+            status = "succeeded"
+        else:
+            status = "partial"
+        return {
+            "runId": self.run_id,
+            "snapshotId": snapshot_id,
+            "mode": "full" if self.options.full else "incremental",
+            "dryRun": self.options.dry_run,
+            "status": status,
+            "startedAt": started_at,
+            "finishedAt": _now_iso(),
+            "durationMs": int((time.monotonic() - started) * 1000),
+            "batches": sum(r.batches for r in results.values()),
+            "tables": {name: r.to_json() for name, r in results.items()},
+            "drift": drift.messages(),
+        }
+
+
+def diff_snapshots(store: SnapshotStore, old_id: str, new_id: str) -> dict[str, dict[str, Any]]:
+    """Per-table counts between two snapshots (`snapshots diff A B`), writing nothing."""
+    new_schema = store.read_schema(new_id)
+    old_tables = {t.name for t in store.read_manifest(old_id).tables}
+    counts: dict[str, dict[str, Any]] = {}
+    for table in new_schema.tables:
+        counts[table.name] = _count(store, table, old_id if table.name in old_tables else None, new_id)
+    for name in sorted(old_tables - {t.name for t in new_schema.tables}):
+        counts[name] = {"added": 0, "changed": 0, "deleted": store.read_manifest(old_id).table(name).rows,
+                        "unchanged": 0, "status": "dropped"}  # fmt: skip
+    return counts
+
+
+def _count(store: SnapshotStore, table: TableSchema, old_id: str | None, new_id: str) -> dict[str, Any]:
+    old_rows = store.read_manifest(old_id).table(table.name).rows if old_id else 0
+    old = store.iter_text(old_id, table.name) if old_id else None
+    differ = TableDiffer(table, old, store.iter_text(new_id, table.name), old_rows=old_rows)
+    for _ in differ:
+        pass
+    return differ.result.to_json()

@@ -1,0 +1,312 @@
+"""Sync end to end over sockets: Xata stand-in -> snapshots -> diff -> local Convex (convex-test)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.convex import REPO_ROOT
+from tests.fixtures.xata import XataStandInFactory
+from xata2convex import jobs
+from xata2convex.config import Config
+from xata2convex.convex_sink import BatchLimitReached, MirrorWriter
+from xata2convex.local.convex_server import LocalConvex
+from xata2convex.local.seedgen import write_bench_seed
+from xata2convex.local.xata_server import XataStandIn
+from xata2convex.mirror import MirrorPlan, to_convex_document
+from xata2convex.model import RecordError, schema_from_xata
+from xata2convex.schemagen import write_convex_module
+from xata2convex.snapshot import SnapshotStore
+from xata2convex.sync import SyncOptions
+from xata2convex.xata_source import sdk_client
+
+
+class Setup:
+    def __init__(self, xata: XataStandIn, convex: LocalConvex, snapshots: Path) -> None:
+        self.xata, self.convex = xata, convex
+        self.config = Config.from_env(
+            {**xata.settings(), **convex.settings(), "SNAPSHOT_URI": str(snapshots)}
+        )
+        env = xata.settings()
+        self.sdk = sdk_client(env["XATA_API_KEY"], env["XATA_DATABASE_URL"], env["XATA_ENDPOINT_URL"])
+        self.writer = MirrorWriter(jobs.open_convex(self.config))
+
+    def run(self, **options: Any) -> dict[str, Any]:
+        self.convex.reset_log()
+        return jobs.run_export_and_sync(self.config, SyncOptions(**options))
+
+    def store(self) -> SnapshotStore:
+        return jobs.open_store(self.config)
+
+    def documents(self, convex_table: str) -> dict[str, dict[str, Any]]:
+        return {d["xata_id"]: d for d in self.writer.list_documents(convex_table)}
+
+    def writes(self) -> tuple[int, int]:
+        """(documents upserted, ids deleted) in the local Convex's request log since the last run."""
+        log = self.convex.request_log()
+        upserts = sum(
+            e["documents"] for e in log if e["path"] == "mirror:upsertBatch" and e["status"] == "success"
+        )
+        deletes = sum(e["ids"] for e in log if e["path"] == "mirror:deleteBatch" and e["status"] == "success")
+        return upserts, deletes
+
+
+@pytest.fixture
+def setup(xata_standin: XataStandInFactory, fresh_local_convex: LocalConvex, tmp_path: Path) -> Setup:
+    return Setup(xata_standin(), fresh_local_convex, tmp_path / "snapshots")
+
+
+def totals(report: dict[str, Any]) -> dict[str, int]:
+    keys = ("added", "changed", "deleted")
+    return {k: sum(t[k] for t in report["tables"].values()) for k in keys}
+
+
+def test_seed_lands_in_convex_by_the_value_rules(setup: Setup) -> None:
+    report = setup.run()
+    store = setup.store()
+    snapshot_id = report["snapshotId"]
+    plan = MirrorPlan.from_schema(store.read_schema(snapshot_id))
+    rejected = 0
+    for table in plan.tables:
+        mirrored = setup.documents(table.convex_name)
+        for record in store.iter_records(snapshot_id, table.schema):
+            try:
+                expected = to_convex_document(table, record)
+            except RecordError as exc:
+                rejected += 1
+                assert record["id"] not in mirrored
+                assert exc.record_id in json.dumps(report["tables"][table.xata_name]["errors"])
+                continue
+            doc = {k: v for k, v in mirrored[record["id"]].items() if not k.startswith("_")}
+            assert doc == expected, (table.xata_name, record["id"])
+    assert rejected == sum(t.get("rejected", 0) for t in report["tables"].values()) > 0
+    # Spot checks of DESIGN's value rules, independent of the mapping code.
+    experts = setup.documents("event_subject_matter_experts")
+    assert experts, "hyphenated table mapped to a Convex identifier"
+    users = setup.documents("users")
+    ada = next(d for d in users.values() if d.get("email") == "ada@example.com")
+    assert isinstance(ada["joined"], float | int) and isinstance(ada["xata_createdAt"], float | int)
+    assert ada["team"].startswith("rec_") and isinstance(ada["settings"], dict)
+    assert '"signedUrl"' not in json.dumps(users) and '"uploadUrl"' not in json.dumps(users)
+    assert all(None not in d.values() for d in users.values())  # null -> field absent
+    assert report["status"] == "partial"  # the ints beyond 2^53 are reported, not dropped silently
+
+
+def test_only_the_differences_are_written(setup: Setup) -> None:
+    setup.run()
+    records = setup.sdk.data().query("users", {"page": {"size": 20}})["records"]
+    small = [r for r in records if not (isinstance(r.get("age"), int) and abs(r["age"]) > 2**53)]
+    assert len(small) >= 6
+    for i in range(3):
+        assert setup.sdk.records().insert("users", {"name": f"new {i}", "age": i}).is_success()
+    for record in small[:3]:
+        assert setup.sdk.records().update("users", record["id"], {"name": "changed"}).is_success()
+    gone = [r["id"] for r in small[3:6]]
+    for record_id in gone:
+        assert setup.sdk.records().delete("users", record_id).is_success()
+
+    second = setup.run()
+    assert totals(second) == {"added": 3, "changed": 3, "deleted": 3}
+    assert second["tables"]["users"] | {} and second["tables"]["teams"]["status"] in ("applied", "unchanged")
+    assert setup.writes() == (6, 3)
+    users = setup.documents("users")
+    assert sum(1 for d in users.values() if d.get("name") == "changed") == 3
+    assert not set(gone) & set(users)
+
+    third = setup.run()
+    assert totals(third) == {"added": 0, "changed": 0, "deleted": 0}
+    assert setup.writes() == (0, 0)
+    state, _ = setup.store().read_state()
+    assert state is not None and state["snapshotId"] == third["snapshotId"]
+
+
+def test_interrupted_push_leaves_state_and_converges(setup: Setup) -> None:
+    setup.run()
+    before = setup.store().read_state()[0]
+    for i in range(40):
+        setup.sdk.records().insert("users", {"name": f"bulk {i}"})
+    with pytest.raises(BatchLimitReached):
+        _run_with_fault(setup, stop_after=2)
+    assert setup.store().read_state()[0] == before
+    partial = setup.documents("users")
+    assert 0 < sum(1 for d in partial.values() if str(d.get("name", "")).startswith("bulk")) < 40
+    setup.run()
+    users = setup.documents("users")
+    assert sum(1 for d in users.values() if str(d.get("name", "")).startswith("bulk")) == 40
+    verify = jobs.verify(setup.config)
+    assert all(t["extra"] == 0 and t["different"] == 0 for t in verify["tables"].values())
+
+
+def _run_with_fault(setup: Setup, stop_after: int) -> None:
+    from xata2convex.sync import Sync
+
+    manifest = jobs.run_export(setup.config)
+    # Small batches, so the fault lands in the middle of a table.
+    writer = MirrorWriter(jobs.open_convex(setup.config), max_documents=5, stop_after_batches=stop_after)
+    Sync(setup.store(), writer, SyncOptions(snapshot_id=manifest.snapshot_id)).run()
+
+
+def test_mass_delete_guard_withholds_deletes(setup: Setup) -> None:
+    setup.run()
+    ids = [r["id"] for r in setup.sdk.data().query("teams", {"page": {"size": 50}})["records"]]
+    for record_id in ids[: len(ids) - 1]:
+        setup.sdk.records().delete("teams", record_id)
+    guarded = setup.run()
+    teams = guarded["tables"]["teams"]
+    assert teams["status"] == "blocked" and "mass-delete guard" in teams["message"]
+    assert setup.writes()[1] == 0
+    state = setup.store().read_state()[0]
+    assert state is not None and state["snapshotId"] != guarded["snapshotId"]
+    allowed = setup.run(allow_mass_delete=True)
+    assert allowed["tables"]["teams"]["status"] == "applied"
+    assert setup.writes()[1] == teams["deleted"]
+
+
+def test_full_sync_reconciles_documents_xata_no_longer_has(setup: Setup) -> None:
+    setup.run()
+    setup.writer.convex.mutation(
+        "mirror:upsertBatch", {"table": "teams", "documents": [{"xata_id": "rec_stray", "name": "stray"}]}
+    )
+    assert "rec_stray" in setup.documents("teams")
+    incremental = setup.run()
+    assert "rec_stray" in setup.documents("teams") and totals(incremental)["deleted"] == 0
+    full = setup.run(full=True)
+    assert "rec_stray" not in setup.documents("teams")
+    # Full mode reports what Convex did: equal documents were sent again but not rewritten.
+    assert totals(full) == {"added": 0, "changed": 0, "deleted": 1}
+    assert full["tables"]["teams"]["unchanged"] > 0
+
+
+def test_dry_run_and_snapshot_diff_write_nothing(setup: Setup) -> None:
+    first = setup.run()
+    setup.sdk.records().insert("teams", {"name": "dry"})
+    manifest = jobs.run_export(setup.config)
+    setup.convex.reset_log()
+    dry = jobs.run_sync(setup.config, SyncOptions(dry_run=True))
+    assert dry["tables"]["teams"]["added"] == 1 and dry["dryRun"]
+    assert setup.writes() == (0, 0) and setup.convex.request_log() == []
+    from xata2convex.sync import diff_snapshots
+
+    counts = diff_snapshots(setup.store(), first["snapshotId"], manifest.snapshot_id)
+    assert {k: counts["teams"][k] for k in ("added", "changed", "deleted")} == {
+        "added": 1,
+        "changed": 0,
+        "deleted": 0,
+    }
+
+
+def test_first_sync_into_a_populated_convex_makes_no_duplicates(setup: Setup, tmp_path: Path) -> None:
+    setup.run()
+    count = len(setup.documents("users"))
+    fresh = Setup(setup.xata, setup.convex, tmp_path / "other-snapshots")  # no applied state
+    report = fresh.run()
+    assert report["tables"]["users"]["added"] > 0
+    assert len(setup.documents("users")) == count
+
+
+def test_twenty_thousand_records_sync_under_transaction_limits(
+    xata_standin: XataStandInFactory, tmp_path: Path
+) -> None:
+    seed = tmp_path / "seed"
+    write_bench_seed(seed, records=20_000, tables=1)
+    project = _project_with_schema(seed / "schema.json")
+    try:
+        with LocalConvex(project) as convex:
+            setup = Setup(xata_standin(seed), convex, tmp_path / "snapshots")
+            report = setup.run()
+            [(name, table)] = report["tables"].items()
+            assert table["added"] == 20_000 and table["status"] == "applied", table
+            assert report["batches"] >= 20_000 // setup.writer.max_documents
+            assert sum(1 for _ in setup.writer.list_documents(name.replace("-", "_"))) == 20_000
+    finally:
+        shutil.rmtree(project)
+
+
+def _project_with_schema(schema_json: Path) -> Path:
+    """A Convex project beside this one (so node_modules resolves) whose mirror matches `schema_json`."""
+    project = REPO_ROOT / f".pytest-convex-{schema_json.parent.name}-{id(schema_json):x}"
+    shutil.copytree(REPO_ROOT / "convex", project / "convex")
+    write_convex_module(
+        schema_from_xata(json.loads(schema_json.read_text())), project / "convex" / "xataTables.ts"
+    )
+    return project
+
+
+@pytest.fixture
+def drift_project(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A seed copy whose schema we edit, and a Convex project deployed from the *original* schema."""
+    seed = tmp_path / "seed"
+    shutil.copytree(REPO_ROOT / "seeds" / "sample", seed)
+    project = _project_with_schema(seed / "schema.json")
+    yield seed, project
+    shutil.rmtree(project)
+
+
+def _edit_schema(seed: Path, table: str, edit: Any) -> None:
+    schema = json.loads((seed / "schema.json").read_text())
+    edit(next(t for t in schema["tables"] if t["name"] == table), schema)
+    (seed / "schema.json").write_text(json.dumps(schema))
+
+
+DRIFT_CASES = {
+    "column added": ("teams", lambda t, s: t["columns"].append({"name": "m", "type": "int"}), "(int) added"),
+    "column removed": ("teams", lambda t, s: t["columns"].pop(1), "column 'description' removed"),
+    "column retyped": (
+        "teams", lambda t, s: t["columns"][0].update(type="text"), "column 'name' retyped from string to text"
+    ),
+    "table added": (
+        "teams", lambda t, s: s["tables"].append({"name": "new-table", "columns": []}), "new in Xata"
+    ),
+    "table dropped": ("empty-table", lambda t, s: s["tables"].remove(t), "dropped in Xata"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", DRIFT_CASES)
+def test_schema_drift_is_reported_and_other_tables_keep_syncing(
+    case: str, drift_project: tuple[Path, Path], xata_standin: XataStandInFactory, tmp_path: Path
+) -> None:
+    seed, project = drift_project
+    table, edit, expected = DRIFT_CASES[case]
+    _edit_schema(seed, table, edit)
+    with LocalConvex(project) as convex:
+        setup = Setup(xata_standin(seed), convex, tmp_path / "snapshots")
+        report = setup.run()
+        assert any(expected in line for line in report["drift"]), report["drift"]
+        drifted = [name for name, t in report["tables"].items() if t["status"] == "drift"]
+        if case in ("table dropped", "column removed"):  # notices only: those tables keep syncing
+            assert drifted == []
+        else:
+            drifted_table = "new-table" if case == "table added" else table
+            assert drifted == [drifted_table]
+            assert "xata2convex schema --snapshot" in report["tables"][drifted_table]["message"]
+        assert report["tables"]["users"]["status"] in ("applied", "unchanged")
+        assert setup.documents("users")
+
+
+def test_removed_column_leaves_the_documents_and_the_regenerated_schema(
+    drift_project: tuple[Path, Path], xata_standin: XataStandInFactory, tmp_path: Path
+) -> None:
+    seed, project = drift_project
+    with LocalConvex(project) as convex:
+        setup = Setup(xata_standin(seed), convex, tmp_path / "snapshots")
+        setup.run()
+        assert any("description" in d for d in setup.documents("teams").values())
+        _edit_schema(seed, "teams", lambda t, s: t["columns"].pop(1))  # Xata drops `description`
+        setup = Setup(xata_standin(seed), convex, tmp_path / "snapshots")  # same state, new source
+        report = setup.run()
+        teams = report["tables"]["teams"]
+        assert teams["status"] == "applied" and "Regenerate the schema" in teams["message"]
+        assert all("description" not in d for d in setup.documents("teams").values())
+    schema = schema_from_xata(json.loads((seed / "schema.json").read_text()))
+    module = project / "convex" / "xataTables.ts"
+    write_convex_module(schema, module)
+    teams_block = module.read_text().split("teams: defineTable(")[1].split(".index(")[0]
+    assert "description" not in teams_block
+    with LocalConvex(project) as convex:  # the regenerated schema deploys; no drift is left
+        setup = Setup(xata_standin(seed), convex, tmp_path / "snapshots-2")
+        assert setup.run()["drift"] == []
