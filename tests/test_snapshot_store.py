@@ -93,6 +93,10 @@ def test_snapshot_ids_sort_by_time() -> None:
     early = new_snapshot_id(datetime(2026, 1, 1, tzinfo=UTC))
     late = new_snapshot_id(datetime(2026, 11, 29, 12, tzinfo=UTC))
     assert early < late and late.startswith("20261129T120000Z-")
+    same_second = [
+        new_snapshot_id(datetime(2026, 11, 29, 12, 0, 0, ms * 1000, tzinfo=UTC)) for ms in range(1000)
+    ]
+    assert same_second == sorted(same_second)
 
 
 def test_s3_large_table_uses_multipart(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,9 +31,11 @@ from .storage import Blob, BlobStore
 
 
 def new_snapshot_id(now: datetime | None = None) -> str:
-    """Sorts by time: `20261129T120000Z-3f9c` (UTC, then 4 random hex digits)."""
+    """Sorts by time: `20261129T120000Z-3f9c` (UTC second, then 4 hex digits whose top 10 bits are the
+    millisecond, so ids of one second still sort, and whose low 6 bits are random)."""
     now = now or datetime.now(UTC)
-    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(2)}"
+    suffix = (now.microsecond // 1000) << 6 | secrets.randbits(6)
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{suffix:04x}"
 
 
 def _json_bytes(value: Any) -> bytes:

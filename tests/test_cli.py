@@ -1,0 +1,150 @@
+"""The `xata2convex` CLI: DESIGN's commands and their --json output, against the local stand-ins."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from tests.fixtures.xata import XataStandInFactory
+from tests.test_sync import _project_with_schema
+from xata2convex.cli import main
+from xata2convex.local.convex_server import LocalConvex
+from xata2convex.local.seedgen import write_bench_seed
+
+CLI = str(Path(sys.executable).parent / "xata2convex")
+
+
+def invoke(env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+@pytest.fixture
+def env(xata_standin: XataStandInFactory, tmp_path: Path) -> dict[str, str]:
+    return {**xata_standin().settings(), "SNAPSHOT_URI": str(tmp_path / "snapshots")}
+
+
+def test_export_ls_show_and_diff(env: dict[str, str]) -> None:
+    first = invoke(env, "export")
+    assert first.exit_code == 0, first.output
+    snapshot_id = first.output.strip()
+    manifest = json.loads(invoke(env, "export", "--json").output)
+    second_id = manifest["snapshotId"]
+    assert {t["name"] for t in manifest["tables"]} >= {"users", "event-subject-matter-experts"}
+
+    listed = json.loads(invoke(env, "snapshots", "ls", "--json").output)
+    assert [s["snapshotId"] for s in listed["snapshots"]] == [snapshot_id, second_id]
+    shown = invoke(env, "snapshots", "show", snapshot_id)
+    assert "users:" in shown.output and "sha256" in shown.output
+    table_csv = invoke(env, "snapshots", "show", snapshot_id, "users").output
+    rows = list(csv.reader(table_csv.splitlines(keepends=True)))
+    assert rows[0][:2] == ["id", "xata_version"] and len(rows) > 5
+    diff = json.loads(invoke(env, "snapshots", "diff", snapshot_id, second_id, "--json").output)
+    assert all(t["added"] == t["changed"] == t["deleted"] == 0 for t in diff["tables"].values())
+    missing = invoke(env, "snapshots", "show", snapshot_id, "no-such-table")
+    assert missing.exit_code != 0 and "no table 'no-such-table'" in missing.output
+
+
+def test_xreplay_writes_schema_and_one_csv_per_table(
+    xata_standin: XataStandInFactory, tmp_path: Path, xata_seed_dir: Path
+) -> None:
+    standin = xata_standin()
+    out = tmp_path / "replay"
+    result = invoke(
+        {"XATA_ENDPOINT_URL": standin.url},
+        "xreplay", "--from_workspace", "ws", "--from_database", standin.database, "--from_branch", "main",
+        "--from_region", "us-east-1", "--from_XATA_API_KEY", standin.api_key, "--output", "file",
+        "--output_path", str(out), "--output_format", "csv",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    tables = [t["name"] for t in json.loads((xata_seed_dir / "schema.json").read_text())["tables"]]
+    assert json.loads((out / "schema.json").read_text())["tables"][0]["name"] == tables[0]
+    assert sorted(p.name for p in out.glob("*.csv")) == sorted(f"{t}.csv" for t in tables)
+    as_json = invoke(
+        {"XATA_ENDPOINT_URL": standin.url},
+        "xreplay", "--from_workspace", "ws", "--from_database", standin.database,
+        "--from_XATA_API_KEY", standin.api_key, "--output_path", str(tmp_path / "j"),
+        "--output_format", "json",
+    )  # fmt: skip
+    assert as_json.exit_code == 0
+    assert len(json.loads((tmp_path / "j" / "users.json").read_text())) > 5
+
+
+def test_errors_name_the_missing_setting_and_never_print_keys(env: dict[str, str]) -> None:
+    result = invoke({"SNAPSHOT_URI": env["SNAPSHOT_URI"]}, "export")
+    assert result.exit_code == 1 and "missing setting(s): XATA_API_KEY, XATA_DATABASE_URL" in result.output
+    wrong = invoke({**env, "XATA_API_KEY": "xau_secret_wrong_key"}, "export")
+    assert wrong.exit_code == 1 and "401" in wrong.output and "xau_secret_wrong_key" not in wrong.output
+
+
+def test_sync_run_verify_and_schema(xata_standin: XataStandInFactory, tmp_path: Path) -> None:
+    seed = tmp_path / "seed"
+    write_bench_seed(seed, records=300, tables=2)
+    project = _project_with_schema(seed / "schema.json")
+    try:
+        with LocalConvex(project) as convex:
+            env = {**xata_standin(seed).settings(), **convex.settings(), "SNAPSHOT_URI": str(tmp_path / "s")}
+            dry = json.loads(invoke(env, "run", "--dry-run", "--json").output)
+            assert dry["dryRun"] and all(t["added"] == 150 for t in dry["tables"].values())
+            assert invoke(env, "verify").exit_code == 1  # nothing applied yet
+            report = json.loads(invoke(env, "sync", "--json").output)
+            assert set(report) >= {"runId", "snapshotId", "tables"}
+            assert all(
+                set(t) >= {"added", "changed", "deleted", "unchanged"} and t["added"] == 150
+                for t in report["tables"].values()
+            )
+            again = invoke(env, "run")
+            assert again.exit_code == 0 and "+0 added" in again.output
+            verified = invoke(env, "verify", "--json")
+            assert verified.exit_code == 0 and json.loads(verified.output)["equal"]
+            convex_key = env["CONVEX_DEPLOY_KEY"]
+            assert convex_key not in again.output + verified.output
+            out = tmp_path / "xataTables.ts"
+            schema = invoke(env, "schema", "--out", str(out), "--snapshot", report["snapshotId"])
+            assert schema.exit_code == 0 and "export const xataTables" in out.read_text()
+            assert out.read_text() == (project / "convex" / "xataTables.ts").read_text()
+    finally:
+        shutil.rmtree(project)
+
+
+def _first_lines(command: list[str], count: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    settings: dict[str, Any] = {}
+    while len(settings) < count:
+        line = process.stdout.readline()
+        assert line, "the command ended before printing its settings"
+        name, _, value = line.strip().partition("=")
+        settings[name] = value
+    return process, settings
+
+
+def test_local_commands_print_their_settings(xata_seed_dir: Path) -> None:
+    xata, xata_settings = _first_lines([CLI, "local", "xata", "--seed", str(xata_seed_dir), "--port", "0"], 3)
+    try:
+        assert xata_settings["XATA_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+        assert xata_settings["XATA_DATABASE_URL"].endswith(":main")
+    finally:
+        xata.send_signal(signal.SIGINT)
+        assert xata.wait(timeout=30) == 0
+    convex, convex_settings = _first_lines([CLI, "local", "convex", "--port", "0"], 2)
+    try:
+        assert convex_settings["CONVEX_URL"].startswith("http://127.0.0.1:")
+        assert convex_settings["CONVEX_DEPLOY_KEY"]
+    finally:
+        convex.send_signal(signal.SIGINT)
+        convex.wait(timeout=30)
+
+
+def test_help_lists_designs_commands() -> None:
+    output = invoke({}, "--help").output
+    for command in ("export", "sync", "run", "verify", "schema", "snapshots", "local", "xreplay"):
+        assert f"  {command}" in output
