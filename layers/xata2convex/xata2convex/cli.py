@@ -122,6 +122,12 @@ def render_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def finish_sync(as_json: bool, report: dict[str, Any]) -> None:
+    """Print the report; exit 0 when every table applied cleanly, 2 when some table or record did not."""
+    emit(as_json, report, render_report(report))
+    sys.exit(0 if report["status"] == "succeeded" else 2)
+
+
 @main.command()
 @click.option("--snapshot", "snapshot_id", help="apply this snapshot (default: the newest)")
 @sync_options
@@ -131,9 +137,7 @@ def render_report(report: dict[str, Any]) -> str:
 def sync(snapshot_id: str | None, as_json: bool, **kwargs: Any) -> None:
     """Apply the difference between the newest snapshot and the last applied one to Convex."""
     options = build_sync_options(kwargs, snapshot_id)
-    report = jobs.run_sync(build_config(kwargs), options)
-    emit(as_json, report, render_report(report))
-    sys.exit(0 if report["status"] == "succeeded" else 2)
+    finish_sync(as_json, jobs.run_sync(build_config(kwargs), options))
 
 
 @main.command()
@@ -144,9 +148,7 @@ def sync(snapshot_id: str | None, as_json: bool, **kwargs: Any) -> None:
 def run(as_json: bool, **kwargs: Any) -> None:
     """Export a fresh snapshot, then sync it."""
     options = build_sync_options(kwargs)
-    report = jobs.run_export_and_sync(build_config(kwargs), options)
-    emit(as_json, report, render_report(report))
-    sys.exit(0 if report["status"] == "succeeded" else 2)
+    finish_sync(as_json, jobs.run_export_and_sync(build_config(kwargs), options))
 
 
 @main.command()
