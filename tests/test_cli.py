@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,9 +14,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tests.fixtures.xata import XataStandInFactory
-from tests.test_sync import _project_with_schema
+from tests.test_sync import seed_schema
 from xata2convex.cli import main
-from xata2convex.local.convex_server import LocalConvex
+from xata2convex.local.convex_server import LocalConvex, project_for_schema
 from xata2convex.local.seedgen import write_bench_seed
 
 CLI = str(Path(sys.executable).parent / "xata2convex")
@@ -88,31 +87,27 @@ def test_errors_name_the_missing_setting_and_never_print_keys(env: dict[str, str
 def test_sync_run_verify_and_schema(xata_standin: XataStandInFactory, tmp_path: Path) -> None:
     seed = tmp_path / "seed"
     write_bench_seed(seed, records=300, tables=2)
-    project = _project_with_schema(seed / "schema.json")
-    try:
-        with LocalConvex(project) as convex:
-            env = {**xata_standin(seed).settings(), **convex.settings(), "SNAPSHOT_URI": str(tmp_path / "s")}
-            dry = json.loads(invoke(env, "run", "--dry-run", "--json").output)
-            assert dry["dryRun"] and all(t["added"] == 150 for t in dry["tables"].values())
-            assert invoke(env, "verify").exit_code == 1  # nothing applied yet
-            report = json.loads(invoke(env, "sync", "--json").output)
-            assert set(report) >= {"runId", "snapshotId", "tables"}
-            assert all(
-                set(t) >= {"added", "changed", "deleted", "unchanged"} and t["added"] == 150
-                for t in report["tables"].values()
-            )
-            again = invoke(env, "run")
-            assert again.exit_code == 0 and "+0 added" in again.output
-            verified = invoke(env, "verify", "--json")
-            assert verified.exit_code == 0 and json.loads(verified.output)["equal"]
-            convex_key = env["CONVEX_DEPLOY_KEY"]
-            assert convex_key not in again.output + verified.output
-            out = tmp_path / "xataTables.ts"
-            schema = invoke(env, "schema", "--out", str(out), "--snapshot", report["snapshotId"])
-            assert schema.exit_code == 0 and "export const xataTables" in out.read_text()
-            assert out.read_text() == (project / "convex" / "xataTables.ts").read_text()
-    finally:
-        shutil.rmtree(project)
+    with project_for_schema(seed_schema(seed)) as project, LocalConvex(project) as convex:
+        env = {**xata_standin(seed).settings(), **convex.settings(), "SNAPSHOT_URI": str(tmp_path / "s")}
+        dry = json.loads(invoke(env, "run", "--dry-run", "--json").output)
+        assert dry["dryRun"] and all(t["added"] == 150 for t in dry["tables"].values())
+        assert invoke(env, "verify").exit_code == 1  # nothing applied yet
+        report = json.loads(invoke(env, "sync", "--json").output)
+        assert set(report) >= {"runId", "snapshotId", "tables"}
+        assert all(
+            set(t) >= {"added", "changed", "deleted", "unchanged"} and t["added"] == 150
+            for t in report["tables"].values()
+        )
+        again = invoke(env, "run")
+        assert again.exit_code == 0 and "+0 added" in again.output
+        verified = invoke(env, "verify", "--json")
+        assert verified.exit_code == 0 and json.loads(verified.output)["equal"]
+        convex_key = env["CONVEX_DEPLOY_KEY"]
+        assert convex_key not in again.output + verified.output
+        out = tmp_path / "xataTables.ts"
+        schema = invoke(env, "schema", "--out", str(out), "--snapshot", report["snapshotId"])
+        assert schema.exit_code == 0 and "export const xataTables" in out.read_text()
+        assert out.read_text() == (project / "convex" / "xataTables.ts").read_text()
 
 
 def _first_lines(command: list[str], count: int) -> tuple[subprocess.Popen[str], dict[str, str]]:

@@ -15,11 +15,11 @@ from tests.fixtures.xata import XataStandInFactory
 from xata2convex import jobs
 from xata2convex.config import Config
 from xata2convex.convex_sink import BatchLimitReached, MirrorWriter
-from xata2convex.local.convex_server import LocalConvex
+from xata2convex.local.convex_server import LocalConvex, project_for_schema
 from xata2convex.local.seedgen import write_bench_seed
 from xata2convex.local.xata_server import XataStandIn
 from xata2convex.mirror import MirrorPlan, to_convex_document
-from xata2convex.model import RecordError, schema_from_xata
+from xata2convex.model import DatabaseSchema, RecordError, schema_from_xata
 from xata2convex.schemagen import write_convex_module
 from xata2convex.snapshot import SnapshotStore
 from xata2convex.sync import SyncOptions
@@ -214,27 +214,13 @@ def test_twenty_thousand_records_sync_under_transaction_limits(
 ) -> None:
     seed = tmp_path / "seed"
     write_bench_seed(seed, records=20_000, tables=1)
-    project = _project_with_schema(seed / "schema.json")
-    try:
-        with LocalConvex(project) as convex:
-            setup = Setup(xata_standin(seed), convex, tmp_path / "snapshots")
-            report = setup.run()
-            [(name, table)] = report["tables"].items()
-            assert table["added"] == 20_000 and table["status"] == "applied", table
-            assert report["batches"] >= 20_000 // setup.writer.max_documents
-            assert sum(1 for _ in setup.writer.list_documents(name.replace("-", "_"))) == 20_000
-    finally:
-        shutil.rmtree(project)
-
-
-def _project_with_schema(schema_json: Path) -> Path:
-    """A Convex project beside this one (so node_modules resolves) whose mirror matches `schema_json`."""
-    project = REPO_ROOT / f".pytest-convex-{schema_json.parent.name}-{id(schema_json):x}"
-    shutil.copytree(REPO_ROOT / "convex", project / "convex")
-    write_convex_module(
-        schema_from_xata(json.loads(schema_json.read_text())), project / "convex" / "xataTables.ts"
-    )
-    return project
+    with project_for_schema(seed_schema(seed)) as project, LocalConvex(project) as convex:
+        setup = Setup(xata_standin(seed), convex, tmp_path / "snapshots")
+        report = setup.run()
+        [(name, table)] = report["tables"].items()
+        assert table["added"] == 20_000 and table["status"] == "applied", table
+        assert report["batches"] >= 20_000 // setup.writer.max_documents
+        assert sum(1 for _ in setup.writer.list_documents(name.replace("-", "_"))) == 20_000
 
 
 @pytest.fixture
@@ -242,9 +228,12 @@ def drift_project(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """A seed copy whose schema we edit, and a Convex project deployed from the *original* schema."""
     seed = tmp_path / "seed"
     shutil.copytree(REPO_ROOT / "seeds" / "sample", seed)
-    project = _project_with_schema(seed / "schema.json")
-    yield seed, project
-    shutil.rmtree(project)
+    with project_for_schema(seed_schema(seed)) as project:
+        yield seed, project
+
+
+def seed_schema(seed: Path) -> DatabaseSchema:
+    return schema_from_xata(json.loads((seed / "schema.json").read_text()))
 
 
 def _edit_schema(seed: Path, table: str, edit: Any) -> None:
@@ -302,9 +291,8 @@ def test_removed_column_leaves_the_documents_and_the_regenerated_schema(
         teams = report["tables"]["teams"]
         assert teams["status"] == "applied" and "Regenerate the schema" in teams["message"]
         assert all("description" not in d for d in setup.documents("teams").values())
-    schema = schema_from_xata(json.loads((seed / "schema.json").read_text()))
     module = project / "convex" / "xataTables.ts"
-    write_convex_module(schema, module)
+    write_convex_module(seed_schema(seed), module)
     teams_block = module.read_text().split("teams: defineTable(")[1].split(".index(")[0]
     assert "description" not in teams_block
     with LocalConvex(project) as convex:  # the regenerated schema deploys; no drift is left

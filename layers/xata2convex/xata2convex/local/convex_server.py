@@ -15,17 +15,20 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import urllib.request
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any
 
 import click
 
-from ..model import XataToConvexError
+from ..model import DatabaseSchema, XataToConvexError
+from ..schemagen import write_convex_module
 
 log = logging.getLogger(__name__)
 
@@ -255,3 +258,18 @@ def convex_command(port: int, host: str) -> None:
 
 if __name__ == "__main__":
     convex_command()
+
+
+@contextmanager
+def project_for_schema(schema: DatabaseSchema, base: Path = REPO_ROOT) -> Iterator[Path]:
+    """A throwaway Convex project: `base`'s convex/ with the mirror regenerated for `schema`.
+
+    Made beside `base` (not in /tmp) so that Node resolves `convex` from base's node_modules.
+    """
+    project = Path(tempfile.mkdtemp(prefix=".convex-project-", dir=base))
+    try:
+        shutil.copytree(base / "convex", project / "convex")
+        write_convex_module(schema, project / "convex" / "xataTables.ts")
+        yield project
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
