@@ -118,6 +118,10 @@ def test_only_the_differences_are_written(setup: Setup) -> None:
     assert sum(1 for d in users.values() if d.get("name") == "changed") == 3
     assert not set(gone) & set(users)
 
+    run_doc = setup.writer.convex.query("syncRuns:get", {"runId": second["runId"]})
+    assert run_doc["status"] == second["status"] and run_doc["snapshotId"] == second["snapshotId"]
+    assert run_doc["tables"]["users"]["added"] == 3 and run_doc["finishedAt"] >= run_doc["startedAt"]
+
     third = setup.run()
     assert totals(third) == {"added": 0, "changed": 0, "deleted": 0}
     assert setup.writes() == (0, 0)
