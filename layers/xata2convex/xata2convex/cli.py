@@ -298,10 +298,12 @@ def local() -> None:
 
 def _register_local_commands() -> None:
     from .local.convex_server import convex_command
+    from .local.trigger_server import local_trigger_command
     from .local.xata_server import xata_command
 
     local.add_command(xata_command, "xata")
     local.add_command(convex_command, "convex")
+    local.add_command(local_trigger_command, "trigger")
 
 
 _register_local_commands()

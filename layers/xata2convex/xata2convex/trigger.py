@@ -1,0 +1,405 @@
+"""The signed trigger (DESIGN "Trigger request"): verify it, admit one run at a time, run it.
+
+Admission happens in the Function URL handler, before it answers 202:
+  1. the HMAC signature over "<timestamp>.<raw body>" and the 300 s window (else 401);
+  2. the replay guard: a create-only marker per run id under `triggers/` (a run id seen before: 409);
+  3. the run lock `state/lock.json`, a conditional-write lease (a run in progress: 409).
+The worker (`run_worker`) then exports and syncs under that run id and always releases the lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+from . import jobs
+from .config import Config, ConfigError, scrub
+from .model import XataToConvexError
+from .snapshot import SnapshotStore
+from .storage import BlobStore, PreconditionFailed
+from .sync import SyncOptions
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "x-xata2convex-signature"
+TIMESTAMP_HEADER = "x-xata2convex-timestamp"
+SIGNATURE_VERSION = "v1"
+MAX_SKEW_SECONDS = 300
+# Covers the worker's 900 s timeout plus a start delay; a crashed worker's lock frees itself after it.
+DEFAULT_LEASE_SECONDS = 1200.0
+MIN_SECRET_LENGTH = 16
+# Run ids become object keys, so they are restricted to characters safe in S3 keys and file names.
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+Mode = Literal["incremental", "full"]
+
+
+class TriggerRejected(XataToConvexError):
+    """A trigger request refused; `status` and `code` become the HTTP answer."""
+
+    status = 400
+    code = "bad_request"
+
+
+class BadSignature(TriggerRejected):
+    status = 401
+    code = "unauthorized"
+
+
+class RunReplayed(TriggerRejected):
+    status = 409
+    code = "replayed"
+
+
+class RunInProgress(TriggerRejected):
+    status = 409
+    code = "run_in_progress"
+
+
+class JobFailed(XataToConvexError):
+    """A job's failure with every secret scrubbed from its message."""
+
+
+def scrubbed_failure(exc: BaseException, config: Config) -> JobFailed:
+    return JobFailed(scrub(f"{type(exc).__name__}: {exc}", config.secrets()))
+
+
+@dataclass(frozen=True)
+class TriggerRequest:
+    run_id: str
+    mode: Mode = "incremental"
+
+    def to_json(self) -> dict[str, str]:
+        return {"runId": self.run_id, "mode": self.mode}
+
+    @classmethod
+    def from_json(cls, data: Any) -> TriggerRequest:
+        if not isinstance(data, dict):
+            raise TriggerRejected('the body must be a JSON object {"runId": ..., "mode": ...}')
+        unknown = sorted(set(data) - {"runId", "mode"})
+        if unknown:
+            raise TriggerRejected(f"unknown field(s) in the body: {', '.join(unknown)}")
+        run_id, mode = data.get("runId"), data.get("mode", "incremental")
+        if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+            raise TriggerRejected(f"runId must match {RUN_ID_PATTERN.pattern}")
+        if mode not in ("incremental", "full"):
+            raise TriggerRejected('mode must be "incremental" or "full"')
+        return cls(run_id, cast(Mode, mode))
+
+
+# --- signature -------------------------------------------------------------------------------
+
+
+def compute_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """`v1=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>`, the header value the signer sends."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"{SIGNATURE_VERSION}={digest}"
+
+
+def verify_signature(
+    secret: str, headers: Mapping[str, str], body: bytes, *, now: float | None = None
+) -> None:
+    """Raise BadSignature unless the headers carry a valid, fresh signature of exactly this body."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    timestamp, signature = lowered.get(TIMESTAMP_HEADER), lowered.get(SIGNATURE_HEADER)
+    if not timestamp:
+        raise BadSignature(f"missing {TIMESTAMP_HEADER} header")
+    if not signature:
+        raise BadSignature(f"missing {SIGNATURE_HEADER} header")
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+        raise BadSignature(f"{TIMESTAMP_HEADER} must be unix seconds")
+    now = time.time() if now is None else now
+    if abs(now - int(timestamp)) > MAX_SKEW_SECONDS:
+        raise BadSignature(
+            f"{TIMESTAMP_HEADER} is more than {MAX_SKEW_SECONDS} s away from the server's clock"
+        )
+    expected = compute_signature(secret, timestamp, body).encode()
+    # Several comma-separated signatures are accepted so a signer can send old and new during rotation.
+    offered = [s.strip().encode("utf-8", "replace") for s in signature.split(",")]
+    if not any(hmac.compare_digest(expected, candidate) for candidate in offered):
+        raise BadSignature("signature does not match")
+
+
+def parse_request(body: bytes) -> TriggerRequest:
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise TriggerRejected("the body is not valid UTF-8 JSON") from exc
+    return TriggerRequest.from_json(data)
+
+
+def load_trigger_secret(env: Mapping[str, str] | None = None) -> str:
+    """The signing secret: from Secrets Manager in Lambda (…_ARN), else XATA2CONVEX_TRIGGER_SECRET."""
+    env = os.environ if env is None else env
+    arn = env.get("XATA2CONVEX_TRIGGER_SECRET_ARN")
+    if arn:
+        from aws_lambda_powertools.utilities import parameters
+
+        secret = str(parameters.get_secret(arn))
+    else:
+        secret = env.get("XATA2CONVEX_TRIGGER_SECRET", "")
+    if not secret:
+        raise ConfigError("missing setting: XATA2CONVEX_TRIGGER_SECRET (or XATA2CONVEX_TRIGGER_SECRET_ARN)")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"XATA2CONVEX_TRIGGER_SECRET is shorter than {MIN_SECRET_LENGTH} characters")
+    return secret
+
+
+# --- run lock and replay guard ---------------------------------------------------------------
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=2) + "\n").encode()
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class RunLock:
+    """One run at a time per database branch: a lease object written only by conditional writes.
+
+    The object stays after release (marked released), so every later acquire is a replace-if-unchanged
+    write and two racing triggers cannot both win.
+    """
+
+    def __init__(
+        self,
+        blobs: BlobStore,
+        key: str,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.blobs, self.key, self.lease_seconds, self.clock = blobs, key, lease_seconds, clock
+
+    @classmethod
+    def for_store(cls, store: SnapshotStore, **kwargs: Any) -> RunLock:
+        return cls(store.blobs, f"{store.base}state/lock.json", **kwargs)
+
+    def _read(self) -> tuple[dict[str, Any], str | None]:
+        blob = self.blobs.get(self.key)
+        if blob is None:
+            return {}, None
+        try:
+            held = json.loads(blob.data)
+        except ValueError:
+            log.warning("run lock %s is unreadable; treating it as free", self.blobs.describe(self.key))
+            held = {}
+        return (held if isinstance(held, dict) else {}), blob.etag
+
+    def _active(self, held: dict[str, Any]) -> bool:
+        return (
+            bool(held.get("runId")) and not held.get("releasedAt") and held.get("expiresAt", 0) > self.clock()
+        )
+
+    def holder(self) -> str | None:
+        """The run id holding an unexpired lease, if any."""
+        held, _ = self._read()
+        return str(held["runId"]) if self._active(held) else None
+
+    def acquire(self, run_id: str) -> None:
+        held, etag = self._read()
+        if self._active(held):
+            raise RunInProgress(f"run {held['runId']} is in progress (lease until {_iso(held['expiresAt'])})")
+        now = self.clock()
+        lease = {"runId": run_id, "acquiredAt": now, "expiresAt": now + self.lease_seconds}
+        try:
+            if etag is None:
+                self.blobs.put(self.key, _json_bytes(lease), if_none_match=True)
+            else:
+                self.blobs.put(self.key, _json_bytes(lease), if_match=etag)
+        except PreconditionFailed as exc:
+            raise RunInProgress("another trigger took the run lock at the same moment") from exc
+        if held.get("runId") and not held.get("releasedAt"):
+            log.warning("run %s took over the expired lock of run %s", run_id, held["runId"])
+
+    def release(self, run_id: str) -> bool:
+        """Release the lease if run_id still holds it; False if it was lost (expired and taken over)."""
+        held, etag = self._read()
+        if etag is None or held.get("runId") != run_id or held.get("releasedAt"):
+            log.warning("run %s no longer holds the run lock; nothing to release", run_id)
+            return False
+        try:
+            self.blobs.put(self.key, _json_bytes({**held, "releasedAt": self.clock()}), if_match=etag)
+        except PreconditionFailed:
+            log.warning("run %s lost the run lock before releasing it", run_id)
+            return False
+        return True
+
+
+def claim_run_id(store: SnapshotStore, request: TriggerRequest, now: float) -> None:
+    """Replay guard: the first request with a run id creates its marker; any later one gets 409."""
+    marker = {**request.to_json(), "receivedAt": _iso(now)}
+    try:
+        store.blobs.put(
+            f"{store.base}triggers/{request.run_id}.json", _json_bytes(marker), if_none_match=True
+        )
+    except PreconditionFailed as exc:
+        raise RunReplayed(f"run id {request.run_id!r} was already used") from exc
+
+
+# --- admission (the Function URL handler's work) ---------------------------------------------
+
+
+def accept_trigger(
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secret: str,
+    store: SnapshotStore,
+    start: Callable[[TriggerRequest], None],
+    now: float | None = None,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+) -> TriggerRequest:
+    """Verify, claim the run id, take the lock, start the worker; raises TriggerRejected otherwise."""
+    now = time.time() if now is None else now
+    verify_signature(secret, headers, body, now=now)
+    request = parse_request(body)
+    claim_run_id(store, request, now)
+    lock = RunLock.for_store(store, lease_seconds=lease_seconds)
+    try:
+        lock.acquire(request.run_id)
+    except RunInProgress as exc:
+        # The refused run keeps an audit record in runs/ beside the real ones.
+        store.write_run_report(
+            request.run_id,
+            {**request.to_json(), "status": "rejected", "error": str(exc), "finishedAt": _iso(now)},
+        )
+        raise
+    try:
+        start(request)
+    except BaseException:
+        lock.release(request.run_id)
+        raise
+    return request
+
+
+# --- starting and running the worker -----------------------------------------------------------
+
+_local_workers: list[threading.Thread] = []
+
+
+def start_worker(request: TriggerRequest) -> None:
+    """The one place deciding how a run starts: async invoke of the worker Lambda, else a local thread."""
+    function_name = os.environ.get("WORKER_FUNCTION_NAME")
+    if function_name:
+        import boto3
+
+        response = boto3.client("lambda").invoke(
+            FunctionName=function_name, InvocationType="Event", Payload=json.dumps(request.to_json()).encode()
+        )
+        if response.get("StatusCode") != 202:
+            raise XataToConvexError(
+                f"the worker did not accept run {request.run_id}: {response.get('StatusCode')}"
+            )
+        return
+    thread = threading.Thread(
+        target=run_worker,
+        args=(Config.from_env(), request),
+        name=f"xata2convex-run-{request.run_id}",
+        daemon=True,
+    )
+    _local_workers.append(thread)
+    thread.start()
+
+
+def wait_for_local_workers(timeout: float | None = None) -> bool:
+    """Join the runs started in threads (local serving, tests); True when all have finished."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for thread in list(_local_workers):
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if not thread.is_alive():
+            _local_workers.remove(thread)
+    return not _local_workers
+
+
+Job = Callable[..., dict[str, Any]]
+
+
+def run_worker(
+    config: Config, request: TriggerRequest, *, job: Job = jobs.run_export_and_sync
+) -> dict[str, Any]:
+    """Export then sync under the request's run id; failures go to syncRuns; the lock is always released.
+
+    Returns the run report (status "failed" with a scrubbed error when the run failed) and never raises,
+    so a local thread and the worker Lambda end the same way.
+    """
+    try:
+        store = jobs.open_store(config)
+    except Exception as exc:
+        return _failed(config, None, request, exc)
+    lock = RunLock.for_store(store)
+    holder = lock.holder()
+    if holder != request.run_id:
+        # A duplicate delivery of the async event, or a start so late that the lease expired.
+        message = f"run {request.run_id} does not hold the run lock (holder: {holder or 'none'}); not started"
+        log.warning(message)
+        return {**request.to_json(), "status": "rejected", "error": message}
+    try:
+        jobs.record_run(jobs.open_convex(config), {**request.to_json(), "status": "running"})
+        options = SyncOptions(run_id=request.run_id, full=request.mode == "full")
+        report = job(config, options)
+        log.info(
+            "run %s %s: snapshot %s, %s",
+            request.run_id,
+            report.get("status"),
+            report.get("snapshotId"),
+            _counts(report),
+        )
+        return report
+    except Exception as exc:
+        return _failed(config, store, request, exc)
+    finally:
+        lock.release(request.run_id)
+
+
+def abandon_run(request: TriggerRequest, reason: str) -> None:
+    """For a worker that cannot even load its settings: record the failure in runs/ and free the lock."""
+    config = Config.from_env()  # the store needs no secret
+    store = jobs.open_store(config)
+    _failed(config, store, request, JobFailed(reason), record_in_convex=False)
+    RunLock.for_store(store).release(request.run_id)
+
+
+def _counts(report: dict[str, Any]) -> str:
+    totals = {k: 0 for k in ("added", "changed", "deleted", "unchanged")}
+    for table in report.get("tables", {}).values():
+        for key in totals:
+            totals[key] += int(table.get(key, 0))
+    return ", ".join(f"{v} {k}" for k, v in totals.items())
+
+
+def _failed(
+    config: Config,
+    store: SnapshotStore | None,
+    request: TriggerRequest,
+    exc: Exception,
+    *,
+    record_in_convex: bool = True,
+) -> dict[str, Any]:
+    error = str(scrubbed_failure(exc, config))
+    log.error("run %s failed: %s", request.run_id, error)
+    report = {**request.to_json(), "status": "failed", "error": error, "finishedAt": _iso(time.time())}
+    try:
+        if record_in_convex:
+            jobs.record_run(jobs.open_convex(config), report)
+    except Exception as record_exc:
+        log.error("run %s: could not record the failure in Convex: %s", request.run_id,
+                  scrubbed_failure(record_exc, config))  # fmt: skip
+    if store is not None:
+        try:
+            store.write_run_report(request.run_id, report)
+        except Exception as write_exc:
+            log.error("run %s: could not write its report: %s", request.run_id,
+                      scrubbed_failure(write_exc, config))  # fmt: skip
+    return report

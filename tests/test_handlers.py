@@ -1,0 +1,480 @@
+"""The Lambda handlers, called with real Function URL (payload 2.0) events and the events/ samples."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from tests.fixtures.trigger import (
+    TEST_TRIGGER_SECRET,
+    signed_headers,
+    trigger_body,
+    url_event,
+)
+from tests.fixtures.xata import XataStandInFactory
+from xata2convex import trigger
+from xata2convex.convex_sink import ConvexHttp
+from xata2convex.local.convex_server import LocalConvex
+from xata2convex.local.trigger_server import LocalLambdaContext, TriggerServer, load_handler_module
+from xata2convex.snapshot import SnapshotStore
+from xata2convex.storage import LocalBlobStore, open_blob_store
+
+REPO = Path(__file__).resolve().parents[1]
+EVENTS = REPO / "events"
+FAKE_XATA_KEY = "xau_FAKE-xata-key-1a2b3c4d5e6f"
+FAKE_CONVEX_KEY = "prod:FAKE-convex-deploy-key|0f1e2d3c4b5a"
+_modules: dict[str, ModuleType] = {}
+
+
+def handler(name: str) -> ModuleType:
+    if name not in _modules:
+        _modules[name] = load_handler_module(REPO / "functions" / name / "app.py")
+    return _modules[name]
+
+
+def invoke(name: str, event: dict[str, Any]) -> Any:
+    return handler(name).lambda_handler(event, LocalLambdaContext(function_name=name))
+
+
+def event_file(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return data
+
+
+def post(body: bytes, headers: dict[str, str], *, base64_body: bool = False) -> tuple[int, dict[str, Any]]:
+    response = invoke("trigger_url", url_event(body, headers, base64_body=base64_body))
+    return response["statusCode"], json.loads(response["body"] or "null")
+
+
+@pytest.fixture
+def started(trigger_env: Path, monkeypatch: pytest.MonkeyPatch) -> list[trigger.TriggerRequest]:
+    """Runs the handler started; the worker itself (an async Lambda invoke) is not run."""
+    runs: list[trigger.TriggerRequest] = []
+    monkeypatch.setattr(trigger, "start_worker", runs.append)
+    monkeypatch.setenv("XATA_API_KEY", FAKE_XATA_KEY)
+    monkeypatch.setenv("CONVEX_DEPLOY_KEY", FAKE_CONVEX_KEY)
+    return runs
+
+
+def local_store(root: Path) -> SnapshotStore:
+    return SnapshotStore(LocalBlobStore(root), "sample", "main")
+
+
+# --- the Function URL handler ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("base64_body", [False, True], ids=["text-body", "base64-body"])
+def test_a_valid_trigger_is_accepted_and_starts_the_worker(
+    started: list[trigger.TriggerRequest], trigger_env: Path, base64_body: bool
+) -> None:
+    body = trigger_body("run-valid-1", "full")
+    status, answer = post(body, signed_headers(body), base64_body=base64_body)
+    assert (status, answer) == (202, {"runId": "run-valid-1"})
+    assert started == [trigger.TriggerRequest("run-valid-1", "full")]
+    assert trigger.RunLock.for_store(local_store(trigger_env)).holder() == "run-valid-1"
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("wrong secret", "does not match"),
+        ("body changed", "does not match"),
+        ("stale past", "300 s"),
+        ("stale future", "300 s"),
+        ("no signature", "missing x-xata2convex-signature"),
+        ("no timestamp", "missing x-xata2convex-timestamp"),
+    ],
+)
+def test_bad_signatures_get_401_and_start_nothing(
+    started: list[trigger.TriggerRequest], trigger_env: Path, case: str, message: str
+) -> None:
+    body = trigger_body("run-401")
+    now = int(time.time())
+    headers = {
+        "wrong secret": signed_headers(body, secret="another-secret-of-some-length"),
+        "body changed": signed_headers(trigger_body("run-other")),
+        "stale past": signed_headers(body, timestamp=now - 301),
+        "stale future": signed_headers(body, timestamp=now + 301),
+        "no signature": {k: v for k, v in signed_headers(body).items() if k != trigger.SIGNATURE_HEADER},
+        "no timestamp": {k: v for k, v in signed_headers(body).items() if k != trigger.TIMESTAMP_HEADER},
+    }[case]
+    status, answer = post(body, headers, base64_body=case == "stale past")
+    assert status == 401 and answer["error"] == "unauthorized" and message in answer["message"]
+    assert started == []
+    # An unauthenticated request must not burn the run id or touch the lock.
+    assert not (trigger_env / "sample" / "main" / "triggers").exists()
+    assert trigger.RunLock.for_store(local_store(trigger_env)).holder() is None
+
+
+def test_a_replayed_run_id_gets_409_even_after_the_run_ended(
+    started: list[trigger.TriggerRequest], trigger_env: Path
+) -> None:
+    body = trigger_body("run-replay-1")
+    assert post(body, signed_headers(body))[0] == 202
+    trigger.RunLock.for_store(local_store(trigger_env)).release("run-replay-1")
+    status, answer = post(body, signed_headers(body))
+    assert status == 409 and answer["error"] == "replayed"
+    assert len(started) == 1
+
+
+def test_a_second_run_while_one_is_in_progress_gets_409(
+    started: list[trigger.TriggerRequest], trigger_env: Path
+) -> None:
+    first, second = trigger_body("run-first"), trigger_body("run-second")
+    assert post(first, signed_headers(first))[0] == 202
+    status, answer = post(second, signed_headers(second))
+    assert status == 409 and answer["error"] == "run_in_progress" and "run-first" in answer["message"]
+    assert [r.run_id for r in started] == ["run-first"]
+    report = local_store(trigger_env).read_run_report("run-second")
+    assert report is not None and report["status"] == "rejected"
+
+
+def test_a_signed_but_malformed_body_gets_400(started: list[trigger.TriggerRequest]) -> None:
+    body = b'{"runId": "../escape"}'
+    status, answer = post(body, signed_headers(body))
+    assert status == 400 and answer["error"] == "bad_request" and started == []
+
+
+def test_only_post_to_the_root_is_served(started: list[trigger.TriggerRequest]) -> None:
+    body = trigger_body("run-get")
+    event = url_event(body, signed_headers(body))
+    event["requestContext"]["http"]["method"] = "GET"
+    assert invoke("trigger_url", event)["statusCode"] == 404
+    event = url_event(body, signed_headers(body))
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/other"
+    assert invoke("trigger_url", event)["statusCode"] == 404
+    assert started == []
+
+
+def test_the_conditional_writes_hold_on_s3(
+    started: list[trigger.TriggerRequest], s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SNAPSHOT_URI", f"s3://{s3_bucket}/xata2convex")
+    first, second = trigger_body("s3-run-1"), trigger_body("s3-run-2")
+    assert post(first, signed_headers(first), base64_body=True)[0] == 202
+    assert post(second, signed_headers(second))[1]["error"] == "run_in_progress"
+    store = SnapshotStore(open_blob_store(f"s3://{s3_bucket}/xata2convex"), "sample", "main")
+    assert trigger.RunLock.for_store(store).release("s3-run-1")
+    assert post(first, signed_headers(first))[1]["error"] == "replayed"
+    assert post(second, signed_headers(second))[1]["error"] == "replayed"  # refused runs keep their id
+    third = trigger_body("s3-run-3")
+    assert post(third, signed_headers(third))[0] == 202
+    assert [r.run_id for r in started] == ["s3-run-1", "s3-run-3"]
+
+
+def test_a_missing_signing_secret_is_a_500_that_names_the_setting_in_the_log(
+    started: list[trigger.TriggerRequest], monkeypatch: pytest.MonkeyPatch, log_records: list[str]
+) -> None:
+    monkeypatch.delenv("XATA2CONVEX_TRIGGER_SECRET")
+    body = trigger_body("run-nosecret")
+    assert post(body, signed_headers(body)) == (
+        500, {"error": "internal", "message": "the trigger is not configured"}
+    )  # fmt: skip
+    assert started == []
+    assert any("missing setting: XATA2CONVEX_TRIGGER_SECRET" in line for line in log_records)
+
+
+def test_no_secret_reaches_any_log_line_or_answer(
+    started: list[trigger.TriggerRequest],
+    trigger_env: Path,
+    log_records: list[str],
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answers: list[str] = []
+    good, other = trigger_body("run-logs-1"), trigger_body("run-logs-2")
+    for body, headers in [
+        (good, signed_headers(good)),
+        (good, signed_headers(good)),  # replay
+        (other, signed_headers(other)),  # in progress
+        (other, signed_headers(other, secret="not-the-secret-at-all")),
+        (other, signed_headers(other, timestamp=1)),
+        (b"{", signed_headers(b"{")),
+    ]:
+        answers.append(json.dumps(post(body, headers, base64_body=True)))
+
+    def fail_with_secret(request: trigger.TriggerRequest) -> None:
+        raise RuntimeError(f"could not start: {TEST_TRIGGER_SECRET}")
+
+    monkeypatch.setattr(trigger, "start_worker", fail_with_secret)
+    third = trigger_body("run-logs-3")
+    trigger.RunLock.for_store(local_store(trigger_env)).release("run-logs-1")
+    answers.append(json.dumps(post(third, signed_headers(third))))
+    assert json.loads(answers[-1])[0] == 500
+
+    out = capfd.readouterr()
+    everything = "\n".join([*log_records, out.out, out.err, *answers])
+    assert "run accepted" in everything and "trigger refused" in everything and "trigger failed" in everything
+    for secret in (TEST_TRIGGER_SECRET, FAKE_XATA_KEY, FAKE_CONVEX_KEY):
+        assert secret not in everything
+
+
+# --- how the worker starts in AWS: an async invoke (Lambda's API served on a local socket) ----------
+
+
+class _LambdaApi(BaseHTTPRequestHandler):
+    calls: list[dict[str, Any]]
+    status = 202
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.calls.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        self.send_response(self.status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def lambda_api(s3_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_LambdaApi]]:
+    api = type("LambdaApi", (_LambdaApi,), {"calls": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), api)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("WORKER_FUNCTION_NAME", "xata2convex-SyncWorker-abc123")
+    yield api
+    server.shutdown()
+    server.server_close()
+
+
+def test_in_aws_the_worker_is_invoked_asynchronously(lambda_api: type[_LambdaApi]) -> None:
+    trigger.start_worker(trigger.TriggerRequest("run-async-1", "full"))
+    [call] = lambda_api.calls
+    assert call["path"] == "/2015-03-31/functions/xata2convex-SyncWorker-abc123/invocations"
+    assert call["headers"]["X-Amz-Invocation-Type"] == "Event"
+    assert json.loads(call["body"]) == {"runId": "run-async-1", "mode": "full"}
+
+
+def test_when_the_worker_cannot_be_invoked_the_trigger_answers_500_and_frees_the_lock(
+    trigger_env: Path, lambda_api: type[_LambdaApi]
+) -> None:
+    lambda_api.status = 403
+    body = trigger_body("run-async-2")
+    status, answer = post(body, signed_headers(body))
+    assert status == 500 and answer == {"error": "internal", "message": "the run could not be started"}
+    assert trigger.RunLock.for_store(local_store(trigger_env)).holder() is None
+
+
+# --- the other handlers, with the events/ samples ------------------------------------------------
+
+
+@pytest.fixture
+def xata_env(xata_standin: XataStandInFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name, value in xata_standin().settings().items():
+        monkeypatch.setenv(name, value)
+    root = tmp_path / "snapshots"
+    monkeypatch.setenv("SNAPSHOT_URI", str(root))
+    for name in ("XATA_API_KEY_SECRET_ARN", "CONVEX_DEPLOY_KEY_SECRET_ARN", "XATA_POSTGRES_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return root
+
+
+def test_export_then_dry_run_sync_with_the_sample_events(xata_env: Path) -> None:
+    summary = invoke("export_snapshot", event_file("export_snapshot.json"))
+    manifest = local_store(xata_env).read_manifest(summary["snapshotId"])
+    assert summary["tables"] == {t.name: t.rows for t in manifest.tables}
+    assert summary["rows"] == sum(t.rows for t in manifest.tables) > 0
+    report = invoke("sync_convex", event_file("sync_convex.json"))
+    assert report["dryRun"] is True and report["snapshotId"] == summary["snapshotId"]
+    assert {name: t["added"] for name, t in report["tables"].items()} == summary["tables"]
+    assert local_store(xata_env).read_state() == (None, None)  # a dry run writes nothing
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [({"dryrun": True}, "unknown event field 'dryrun'"), ({"full": "yes"}, "'full' must be a bool")],
+)
+def test_the_sync_handler_refuses_malformed_events(
+    xata_env: Path, event: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        invoke("sync_convex", event)
+
+
+def test_a_failed_export_raises_a_scrubbed_error(xata_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XATA_API_KEY", FAKE_XATA_KEY)
+    monkeypatch.setenv("XATA_DATABASE_URL", "https://local.us-east-1.xata.sh/db/no-such-db:main")
+    with pytest.raises(trigger.JobFailed) as raised:
+        invoke("export_snapshot", {})
+    assert FAKE_XATA_KEY not in str(raised.value)
+    assert raised.value.__suppress_context__  # the original (unscrubbed) exception is not chained
+
+
+def test_the_sample_trigger_event_is_signed_and_answers_401_once_stale(
+    started: list[trigger.TriggerRequest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event = event_file("trigger_url.json")
+    secret = "sample-signing-secret-for-sam-local-0001"
+    body = event["body"].encode()
+    stamp = int(event["headers"][trigger.TIMESTAMP_HEADER])
+    trigger.verify_signature(secret, event["headers"], body, now=stamp)
+    monkeypatch.setenv("XATA2CONVEX_TRIGGER_SECRET", secret)
+    response = invoke("trigger_url", event)
+    assert response["statusCode"] == 401 and "300 s" in response["body"]
+    event["headers"].update(signed_headers(body, secret=secret))
+    response = invoke("trigger_url", event)
+    assert response["statusCode"] == 202 and json.loads(response["body"]) == {
+        "runId": "20251129T120000Z-a1b2c3"
+    }
+
+
+def test_the_aws_path_end_to_end_secrets_manager_s3_xata_and_convex(
+    xata_env: Path,
+    s3_bucket: str,
+    fresh_local_convex: LocalConvex,
+    monkeypatch: pytest.MonkeyPatch,
+    log_records: list[str],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Keys only in Secrets Manager, snapshots in S3: export, then the worker event runs a real sync."""
+    secrets = boto3.client("secretsmanager")
+    xata_key = os.environ["XATA_API_KEY"]
+    monkeypatch.delenv("XATA_API_KEY")
+    monkeypatch.delenv("CONVEX_DEPLOY_KEY", raising=False)
+    suffix = s3_bucket[-8:]
+    monkeypatch.setenv(
+        "XATA_API_KEY_SECRET_ARN",
+        secrets.create_secret(Name=f"xata-{suffix}", SecretString=xata_key)["ARN"],
+    )
+    monkeypatch.setenv(
+        "CONVEX_DEPLOY_KEY_SECRET_ARN",
+        secrets.create_secret(Name=f"convex-{suffix}", SecretString=fresh_local_convex.deploy_key)["ARN"],
+    )
+    monkeypatch.setenv("CONVEX_URL", fresh_local_convex.url)
+    uri = f"s3://{s3_bucket}/xata2convex"
+    monkeypatch.setenv("SNAPSHOT_URI", uri)
+    store = SnapshotStore(open_blob_store(uri), "sample", "main")
+
+    worker_event = event_file("sync_worker.json")
+    run_id = worker_event["runId"]
+    trigger.RunLock.for_store(store).acquire(run_id)
+    report = invoke("sync_worker", worker_event)
+    # The sample seed holds integers past 2^53 that Convex cannot store: those records make it "partial".
+    assert report["status"] == "partial" and report["runId"] == run_id
+    assert trigger.RunLock.for_store(store).holder() is None
+    doc = ConvexHttp(fresh_local_convex.url, fresh_local_convex.deploy_key).query(
+        "syncRuns:get", {"runId": run_id}
+    )
+    assert doc["status"] == "partial" and doc["snapshotId"] == report["snapshotId"]
+    manifest = store.read_manifest(report["snapshotId"])
+    assert {n: t["added"] for n, t in doc["tables"].items()} == {t.name: t.rows for t in manifest.tables}
+    assert store.read_run_report(run_id) == report
+
+    # The same event again: the lock was released, so a duplicate delivery does nothing.
+    assert invoke("sync_worker", worker_event)["status"] == "rejected"
+    out = capfd.readouterr()
+    everything = "\n".join([*log_records, out.out, out.err])
+    assert xata_key not in everything and fresh_local_convex.deploy_key not in everything
+
+
+def test_a_failed_worker_run_fails_the_invocation_with_the_scrubbed_error(
+    xata_env: Path, local_convex: LocalConvex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in local_convex.settings().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("XATA_DATABASE_URL", "https://local.us-east-1.xata.sh/db/sample:no-such-branch")
+    store = SnapshotStore(LocalBlobStore(xata_env), "sample", "no-such-branch")
+    trigger.RunLock.for_store(store).acquire("handler-fail-1")
+    with pytest.raises(trigger.JobFailed, match="run handler-fail-1 failed") as raised:
+        invoke("sync_worker", {"runId": "handler-fail-1", "mode": "incremental"})
+    assert os.environ["XATA_API_KEY"] not in str(raised.value)
+    assert trigger.RunLock.for_store(store).holder() is None
+    doc = ConvexHttp(local_convex.url, local_convex.deploy_key).query(
+        "syncRuns:get", {"runId": "handler-fail-1"}
+    )
+    assert doc["status"] == "failed"
+
+
+# --- the local trigger server: HTTP -> Function URL event -> handler -> worker thread --------------
+
+
+def test_a_signed_post_over_http_runs_export_and_sync_into_convex(
+    trigger_server: TriggerServer,
+    xata_standin: XataStandInFactory,
+    fresh_local_convex: LocalConvex,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {**xata_standin().settings(), **fresh_local_convex.settings()}.items():
+        monkeypatch.setenv(name, value)
+    body = trigger_body("http-run-1")
+    response = requests.post(trigger_server.url, data=body, headers=signed_headers(body), timeout=30)
+    assert (response.status_code, response.json()) == (202, {"runId": "http-run-1"})
+    assert response.headers["content-type"].startswith("application/json")
+    replay = requests.post(trigger_server.url, data=body, headers=signed_headers(body), timeout=30)
+    assert replay.status_code == 409 and replay.json()["error"] == "replayed"
+    unsigned = requests.post(
+        trigger_server.url, data=body, headers={"content-type": "application/json"}, timeout=30
+    )
+    assert unsigned.status_code == 401
+    assert trigger_server.wait_for_runs(timeout=120)
+    doc = ConvexHttp(fresh_local_convex.url, fresh_local_convex.deploy_key).query(
+        "syncRuns:get", {"runId": "http-run-1"}
+    )
+    assert doc["status"] == "partial" and sum(t["added"] for t in doc["tables"].values()) > 0
+    assert doc["finishedAt"] >= doc["startedAt"]
+
+
+def test_binary_bodies_reach_the_handler_base64_encoded_like_function_urls_send_them(
+    trigger_server: TriggerServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[trigger.TriggerRequest] = []
+    monkeypatch.setattr(trigger, "start_worker", runs.append)
+    body = trigger_body("http-binary-1")
+    headers = {**signed_headers(body), "content-type": "application/octet-stream"}
+    response = requests.post(trigger_server.url, data=body, headers=headers, timeout=30)
+    assert response.status_code == 202 and runs == [trigger.TriggerRequest("http-binary-1")]
+
+
+def test_the_local_trigger_command_prints_its_url_and_serves(trigger_env: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xata2convex.local.trigger_server", "--port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("TRIGGER_URL=http://127.0.0.1:")
+        url = line.removeprefix("TRIGGER_URL=")
+        body = trigger_body("cli-run-1")
+        stale = requests.post(url, data=body, headers=signed_headers(body, timestamp=1000), timeout=30)
+        assert stale.status_code == 401 and stale.json()["error"] == "unauthorized"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_the_local_trigger_command_refuses_to_start_without_a_secret(
+    trigger_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "XATA2CONVEX_TRIGGER_SECRET"}
+    result = subprocess.run(
+        [sys.executable, "-m", "xata2convex.local.trigger_server"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0 and "XATA2CONVEX_TRIGGER_SECRET" in result.stderr
+
+
+def test_base64_helper_matches_what_lambda_sends() -> None:
+    body = trigger_body("b64")
+    event = url_event(body, signed_headers(body), base64_body=True)
+    assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == body
