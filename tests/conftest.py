@@ -5,4 +5,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.s3",
     "tests.fixtures.xata",
     "tests.fixtures.postgres",
+    "tests.fixtures.trigger",
 ]
