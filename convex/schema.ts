@@ -45,7 +45,18 @@ export const syncRunDoc = v.object({
 });
 export type SyncRun = Infer<typeof syncRunDoc>;
 
+/** The sync cron's settings: one document, kept by convex/init.ts. */
+export const syncScheduleFields = {
+  /** The schedule as written (cronspec or interval), see convex/schedule.ts. */
+  schedule: v.string(),
+  /** XATA2CONVEX_SCHEDULE when last read: a changed variable wins over `init:setSchedule`. */
+  envSchedule: v.optional(v.string()),
+  paused: v.boolean(),
+  updatedAt: v.number(),
+};
+
 export default defineSchema({
   ...xataTables,
   syncRuns: defineTable(syncRunFields).index("by_runId", ["runId"]),
+  syncSchedule: defineTable(syncScheduleFields),
 });

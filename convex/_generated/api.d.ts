@@ -13,8 +13,12 @@ import type {
   FilterApi,
   FunctionReference,
 } from "convex/server";
+import type * as init from "../init.js";
 import type * as mirror from "../mirror.js";
+import type * as schedule from "../schedule.js";
+import type * as signing from "../signing.js";
 import type * as syncRuns from "../syncRuns.js";
+import type * as trigger from "../trigger.js";
 import type * as xataTables from "../xataTables.js";
 
 /**
@@ -26,8 +30,12 @@ import type * as xataTables from "../xataTables.js";
  * ```
  */
 declare const fullApi: ApiFromModules<{
+  init: typeof init;
   mirror: typeof mirror;
+  schedule: typeof schedule;
+  signing: typeof signing;
   syncRuns: typeof syncRuns;
+  trigger: typeof trigger;
   xataTables: typeof xataTables;
 }>;
 export declare const api: FilterApi<

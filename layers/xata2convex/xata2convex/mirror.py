@@ -7,7 +7,7 @@ name by these steps, in order:
      `event_subject_matter_experts`);
   2. a name that does not start with a letter gets the prefix `t_` (tables) or `f_` (fields);
   3. a name the mirror keeps for itself (the fields `xata_id`, `xata_version`, `xata_createdAt`,
-     `xata_updatedAt`; the table `syncRuns`) gets that prefix too;
+     `xata_updatedAt`; the tables `syncRuns` and `syncSchedule`) gets that prefix too;
   4. a name that had non-ASCII characters (so that `名前` and `住所` stay apart) or is now longer than
      64 characters keeps at most its first 55 characters and gets `_` + the first 8 hex digits of the
      SHA-256 of the original name.
@@ -57,7 +57,7 @@ XATA_ID_FIELD: Final = "xata_id"
 META_FIELDS: Final[tuple[str, ...]] = tuple(name for name, _ in META_COLUMNS)
 RESERVED_FIELD_NAMES: Final = frozenset({XATA_ID_FIELD, *META_FIELDS})
 # Tables defined by the mirror's own Convex schema (convex/schema.ts).
-RESERVED_TABLE_NAMES: Final = frozenset({"syncRuns"})
+RESERVED_TABLE_NAMES: Final = frozenset({"syncRuns", "syncSchedule"})
 BY_XATA_ID_INDEX: Final = "by_xata_id"
 
 # The fields a mirrored file object may have (Xata's file object minus EXPIRING_FILE_FIELDS), with their
