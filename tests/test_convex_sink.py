@@ -1,0 +1,112 @@
+"""The Convex HTTP client's error handling, against a scripted HTTP server on a local socket."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from xata2convex.convex_sink import (
+    BatchLimitReached,
+    ConvexError,
+    ConvexHttp,
+    ConvexUnavailable,
+    MirrorWriter,
+    PushStats,
+)
+
+
+class Scripted:
+    """Answers each request with the next (status, body) of a script and records what it got."""
+
+    def __init__(self, answers: list[tuple[int, Any]]) -> None:
+        self.answers = answers
+        self.requests: list[dict[str, Any]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.requests.append({"path": self.path, "auth": self.headers["Authorization"], **body})
+                status, answer = owner.answers.pop(0)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def scripted() -> Iterator[Any]:
+    servers: list[Scripted] = []
+
+    def make(answers: list[tuple[int, Any]]) -> Scripted:
+        servers.append(Scripted(answers))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.server.shutdown()
+
+
+def client(url: str) -> ConvexHttp:
+    return ConvexHttp(url, "prod:secret-deploy-key", max_attempts=3, sleep=lambda _: None)
+
+
+def test_transient_errors_are_retried_then_succeed(scripted: Any) -> None:
+    server = scripted([(503, {}), (429, {}), (200, {"status": "success", "value": 7})])
+    assert client(server.url).mutation("mirror:deleteBatch", {"table": "t", "xataIds": []}) == 7
+    assert len(server.requests) == 3
+    assert server.requests[0] == {
+        "path": "mirror:deleteBatch", "auth": "Convex prod:secret-deploy-key",
+        "args": {"table": "t", "xataIds": []}, "format": "json",
+    }  # fmt: skip
+
+
+def test_retries_are_bounded(scripted: Any) -> None:
+    server = scripted([(502, {})] * 3)
+    with pytest.raises(ConvexUnavailable, match="gave up after 3 attempts") as error:
+        client(server.url).query("mirror:listPage", {})
+    assert "secret-deploy-key" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (200, {"status": "error", "errorMessage": "Unknown table 'x'"}, "Unknown table 'x'"),
+        (560, {"status": "error", "errorMessage": "function failed"}, "function failed"),
+        (401, {"code": "BadAdminKey", "message": "The provided admin key was invalid"}, "BadAdminKey"),
+    ],
+)
+def test_function_and_request_errors_are_not_retried(
+    scripted: Any, status: int, body: Any, message: str
+) -> None:
+    server = scripted([(status, body)])
+    with pytest.raises(ConvexError, match=message):
+        client(server.url).mutation("mirror:upsertBatch", {})
+    assert len(server.requests) == 1
+
+
+def test_batches_are_bounded_by_count_and_bytes(scripted: Any) -> None:
+    ok = (200, {"status": "success", "value": {"inserted": 0, "updated": 0, "unchanged": 0}})
+    server = scripted([ok] * 10)
+    writer = MirrorWriter(client(server.url), max_documents=3, max_bytes=200)
+
+    documents = [{"xata_id": f"r{i}", "pad": "x" * (190 if i == 4 else 1)} for i in range(7)]
+    writer.upsert("t", documents, PushStats())
+    sizes = [len(r["args"]["documents"]) for r in server.requests]
+    assert sizes == [3, 1, 1, 2]  # 3 at most by count; the ~220-byte document goes alone by bytes
+    writer.stop_after_batches = writer.total_batches
+    with pytest.raises(BatchLimitReached):
+        writer.delete("t", ["a"], PushStats())
