@@ -57,7 +57,6 @@ def ours(standin: XataStandIn, out: Path, concurrency: int) -> int:
             api_key=settings["XATA_API_KEY"],
             database_url=settings["XATA_DATABASE_URL"],
             endpoint_url=settings["XATA_ENDPOINT_URL"],
-            concurrency=concurrency,
         )
     )
     manifest = export_snapshot(

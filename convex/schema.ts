@@ -12,8 +12,10 @@ export const syncRunStatus = v.union(
 );
 export const syncRunMode = v.union(v.literal("incremental"), v.literal("full"));
 
-/** One table's outcome in a run; keyed by Xata table name (which may contain hyphens). */
+/** One table's outcome in a run. A list, not a record keyed by table: Xata table names may hold
+ * characters (non-ASCII, a leading `$`) that Convex refuses as field names. */
 export const syncRunTable = v.object({
+  table: v.string(),
   added: v.number(),
   changed: v.number(),
   deleted: v.number(),
@@ -30,7 +32,7 @@ export const syncRunUpdateFields = {
   startedAt: v.number(),
   updatedAt: v.number(),
   finishedAt: v.optional(v.number()),
-  tables: v.optional(v.record(v.string(), syncRunTable)),
+  tables: v.optional(v.array(syncRunTable)),
   batches: v.optional(v.number()),
   error: v.optional(v.string()),
   trigger: v.optional(v.string()),

@@ -17,7 +17,7 @@ from xata2convex.local.trigger_server import TriggerServer
 
 
 def _added(run: dict[str, Any]) -> int:
-    return sum(int(table["added"]) for table in run["tables"].values())
+    return sum(int(table["added"]) for table in run["tables"])
 
 
 def test_the_convex_trigger_action_runs_a_sync_through_the_function_url(
@@ -36,7 +36,8 @@ def test_the_convex_trigger_action_runs_a_sync_through_the_function_url(
         assert first["status"] == "pending" and first["httpStatus"] == 202, first
         assert trigger_server.wait_for_runs(timeout=120)
         run = client.query("syncRuns:get", {"runId": first["runId"]})
-        assert run["status"] in ("succeeded", "partial"), run.get("error")
+        # partial: the seed's integers beyond 2^53 are reported, not mirrored (everything else is).
+        assert run["status"] == "partial", run.get("error")
         assert (run["mode"], run["trigger"]) == ("full", "manual")
         assert _added(run) > 0
         assert run["finishedAt"] >= run["startedAt"]
@@ -46,6 +47,6 @@ def test_the_convex_trigger_action_runs_a_sync_through_the_function_url(
         assert second["httpStatus"] == 202 and second["runId"] != first["runId"]
         assert trigger_server.wait_for_runs(timeout=120)
         again = client.query("syncRuns:get", {"runId": second["runId"]})
-        assert again["status"] in ("succeeded", "partial") and again["mode"] == "incremental"
+        assert again["status"] == "partial" and again["mode"] == "incremental"
         assert _added(again) == 0
         assert TEST_TRIGGER_SECRET not in repr([first, run, second, again])

@@ -56,11 +56,23 @@ def test_a_column_only_one_side_has_reads_as_null() -> None:
     assert changes[0][1] == "b"
 
 
-def test_volatile_columns_are_ignored() -> None:
-    old = [HEADER, row("a", "x", 1)]
-    new = [HEADER, row("a", "x", 1, version=9)]
-    assert run(old, new)[0]["changed"] == 1
-    assert run(old, new, volatile=frozenset({"xata_version"}))[0]["unchanged"] == 1
+def test_snapshots_of_different_writers_compare_decoded_values() -> None:
+    table = TableSchema(
+        "t", (Column("f", "float"), Column("b", "bool"), Column("at", "datetime"), Column("j", "json"))
+    )
+    header: list[Cell] = ["id", "xata_version", "xata_createdAt", "xata_updatedAt", "f", "b", "at", "j"]
+    old = [header, ["a", "1", None, None, "1.0", "true", "2024-01-01T00:00:00Z", '{"x":1,"y":[1,2]}']]
+    new = [header, ["a", "1", None, None, "1", "t", "2024-01-01T00:00:00.000Z", '{"y": [1, 2], "x": 1}']]
+
+    def counts(**kwargs: bool) -> dict[str, int]:
+        differ = TableDiffer(table, text(old), text(new), **kwargs)
+        list(differ)
+        return differ.result.to_json()
+
+    assert counts()["changed"] == 1  # one writer's text: a different text is a different value
+    assert counts(different_writers=True)["unchanged"] == 1
+    new[1][4] = "1.5"
+    assert counts(different_writers=True)["changed"] == 1
 
 
 def test_null_differs_from_empty_string() -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from xata.api_request import ApiRequest
 
 from tests.fixtures.xata import XataStandInFactory
 from xata2convex.export import ExportError, export_snapshot
@@ -18,7 +21,13 @@ from xata2convex.local.xata_server import XataStandIn
 from xata2convex.model import EXPIRING_FILE_FIELDS, DatabaseSchema, Record, SourceError, TableSchema
 from xata2convex.snapshot import SnapshotStore
 from xata2convex.storage import open_blob_store
-from xata2convex.xata_source import XataSdkSource, XataSettings
+from xata2convex.xata_source import (
+    XataSdkSource,
+    XataSettings,
+    _RateLimiter,
+    data_plane_namespaces,
+    sdk_client,
+)
 
 
 def source_for(standin: XataStandIn, **overrides: Any) -> XataSdkSource:
@@ -211,3 +220,111 @@ def test_page_size_is_the_largest_xata_accepts(
     bodies = [r for r in standin.requests if r.path.endswith("/query")]
     assert bodies and all(r.status == 200 for r in bodies)
     assert XataSettings("k", "https://w.r.xata.sh/db/d:main").page_size == 1000
+
+
+# The SDK 1.3.5 accessors, by plane (api/*.py: scope "workspace" or "core").
+DATA_PLANE = ("branch", "data", "files", "migrations", "records", "search_and_filter", "sql", "table")
+CONTROL_PLANE = ("authentication", "databases", "invites", "users", "workspaces")
+
+
+def test_endpoint_url_redirects_every_data_plane_namespace_and_no_control_plane_one() -> None:
+    endpoint = "http://127.0.0.1:9"
+    client = sdk_client("xau_k", "https://ws.eu-west-1.xata.sh/db/d:main", endpoint + "/")
+    for name in DATA_PLANE:
+        namespace = getattr(client, name)()
+        assert namespace.get_base_url() == endpoint, name
+        assert namespace.get_upload_base_url() == endpoint, name
+    for name in CONTROL_PLANE:
+        assert getattr(client, name)().get_base_url() == "https://api.xata.io", name
+    every = [n for n in vars(client).values() if isinstance(n, ApiRequest)]
+    assert {id(n) for n in data_plane_namespaces(client)} == {
+        id(n) for n in every if not n.is_control_plane()
+    }
+    assert len(every) == len(DATA_PLANE) - 1 + len(CONTROL_PLANE)  # data() is search_and_filter()
+    unpatched = sdk_client("xau_k", "https://ws.eu-west-1.xata.sh/db/d:main")
+    assert unpatched.sql().get_base_url() == "https://ws.eu-west-1.xata.sh"
+
+
+def test_sql_and_file_uploads_reach_the_endpoint(xata_standin: XataStandInFactory) -> None:
+    standin = xata_standin()
+    settings = standin.settings()
+    client = sdk_client(
+        settings["XATA_API_KEY"], settings["XATA_DATABASE_URL"], settings["XATA_ENDPOINT_URL"]
+    )
+    client.sql().query("SELECT 1")
+    client.files().put("users", "rec_1", "photo", b"bytes")  # the upload host, also replaced
+    paths = [r.path for r in standin.requests]
+    assert paths == ["/db/sample:main/sql", "/db/sample:main/tables/users/data/rec_1/column/photo/file"]
+
+
+class FakeClock:
+    """Shared virtual time: each reading is `step` after the previous one; sleeps are recorded, not slept."""
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        self.now = 0.0
+        self.lock = threading.Lock()
+        self.local = threading.local()  # the reading and the sleep of this thread's current acquire
+
+    def clock(self) -> float:
+        with self.lock:
+            self.now += self.step
+            self.local.now = self.now
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.local.slept += seconds
+
+
+def acquire_from_threads(
+    limiter: _RateLimiter, fake: FakeClock, threads: int, each: int
+) -> tuple[list[float], list[float]]:
+    """(waits, sorted wake-up times) of every acquire, made from several threads at once."""
+    times: list[tuple[float, float]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(threads)
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(each):
+            fake.local.slept = 0.0
+            limiter.acquire()
+            with lock:
+                times.append((fake.local.now, fake.local.now + fake.local.slept))
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return [wake - arrival for arrival, wake in times], sorted(wake for _, wake in times)
+
+
+def test_rate_limiter_spaces_acquires_from_many_threads() -> None:
+    rate, n = 10.0, 24
+    fake = FakeClock(step=0.001)  # requests arrive far faster than the budget allows
+    limiter = _RateLimiter(rate, clock=fake.clock, sleep=fake.sleep)
+    waits, wakeups = acquire_from_threads(limiter, fake, threads=4, each=n // 4)
+    assert len(wakeups) == n
+    assert all(later - earlier >= 1 / rate - 1e-9 for earlier, later in itertools.pairwise(wakeups))
+    assert wakeups[-1] - wakeups[0] == pytest.approx((n - 1) / rate)
+    assert wakeups == pytest.approx([0.001 + i / rate for i in range(n)])  # the first arrival opens
+    arrivals = [0.001 * (i + 1) for i in range(n)]  # one clock reading per acquire
+    assert sum(waits) == pytest.approx(sum(wakeups) - sum(arrivals))
+
+
+def test_rate_limiter_never_waits_under_budget() -> None:
+    fake = FakeClock(step=0.2)  # slower than one every 1/10 s
+    limiter = _RateLimiter(10.0, clock=fake.clock, sleep=fake.sleep)
+    waits, _ = acquire_from_threads(limiter, fake, threads=3, each=4)
+    assert waits == [0.0] * 12
+
+
+@pytest.mark.parametrize(("concurrency", "allowed"), [(2, range(1, 3)), (4, range(3, 5))])
+def test_export_concurrency_bounds_requests_in_flight(
+    xata_standin: XataStandInFactory, store: SnapshotStore, concurrency: int, allowed: range
+) -> None:
+    standin = xata_standin(latency_ms=60)  # each request stays in flight for the simulated latency
+    source = source_for(standin, page_size=2, requests_per_second=0)  # the limit would serialise
+    export_snapshot(source, store, concurrency=concurrency)
+    assert standin.peak_in_flight in allowed

@@ -18,17 +18,10 @@ describe("syncRuns", () => {
     });
     expect(created.updatedAt).toEqual(expect.any(Number));
 
-    const tables = {
-      "event-subject-matter-experts": { added: 3, changed: 1, deleted: 2, unchanged: 10, status: "applied" },
-      sessions: {
-        added: 0,
-        changed: 0,
-        deleted: 0,
-        unchanged: 0,
-        status: "skipped",
-        message: "mass delete guard",
-      },
-    };
+    const tables = [
+      { table: "event-subject-matter-experts", added: 3, changed: 1, deleted: 2, unchanged: 10, status: "applied" },
+      { table: "名前", added: 0, changed: 0, deleted: 0, unchanged: 0, status: "blocked", message: "guard" },
+    ];
     const finished = await t.mutation(internal.syncRuns.record, {
       runId: "run-1",
       status: "partial",

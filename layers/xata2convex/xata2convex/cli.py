@@ -162,7 +162,7 @@ def verify(as_json: bool, **kwargs: Any) -> None:
     for name, t in result["tables"].items():
         lines.append(
             f"  {name}: {t['actual']}/{t['expected']} documents, {t['missing']} missing, "
-            f"{t['extra']} extra, {t['different']} different"
+            f"{t['rejected']} cannot be mirrored, {t['extra']} extra, {t['different']} different"
         )
         lines += [f"    {e}" for e in t["examples"]]
     emit(as_json, result, "\n".join(lines))

@@ -21,6 +21,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from .model import Column, ColumnType
@@ -77,6 +78,25 @@ def decode_value(cell: Cell, type_: ColumnType) -> Any:
             return False
         raise ValueError(f"not a bool: {cell!r}")
     return cell
+
+
+def normalised(cell: Cell, type_: ColumnType) -> Cell:
+    """One text per decoded value whichever writer produced the cell (the Postgres source writes `1`
+    for 1.0, `t`, `…00.000Z`, and jsonb with its own spacing and key order)."""
+    if cell is None:
+        return None
+    try:
+        if type_ == "datetime":
+            moment = datetime.fromisoformat(cell)
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            return moment.astimezone(UTC).isoformat()
+        if type_ == "vector":
+            return _dump_json([float(v) for v in json.loads(cell)])
+        if type_ in _JSON_TYPES or type_ == "json":
+            return json.dumps(json.loads(cell), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        return encode_value(decode_value(cell, type_), type_)
+    except ValueError:  # e.g. Postgres' 'infinity': compare the text itself
+        return cell
 
 
 def _quote(cell: Cell) -> str:

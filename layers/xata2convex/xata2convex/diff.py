@@ -1,11 +1,15 @@
 """Diff stage: the applied snapshot of a table against the new one, keyed by record id.
 
-The codec writes one canonical text per value, so equal cell text means equal decoded values. Two
-ways to compare a record, chosen per table pair:
-- fast: both CSVs have the same header and no column is volatile, so a record's whole CSV text
-  stands for its values; records are never parsed unless they are added or changed;
+Each writer (the codec for the SDK source, SQL rendering for the Postgres source) gives one text per
+value, so between snapshots of one source equal cell text means equal decoded values. Two ways to
+compare a record, chosen per table pair:
+- fast: both CSVs have the same header, so a record's whole CSV text stands for its values; records
+  are never parsed unless they are added or changed;
 - by name: otherwise cells are projected onto column *names* (column order never counts, a column
-  only one side has reads as null there, volatile columns are left out) and hashed.
+  only one side has reads as null there) and hashed; when the two snapshots come from different
+  writers, each cell is first decoded and normalised (`codec.normalised`), so `1` and `1.0` or
+  `…00Z` and `…00.000Z` do not count as changes.
+Expiring fields (signed file URLs) never reach a snapshot, so they never count either.
 
 Memory: the old side is held as id -> 64-bit hash of its record, never as records. Tables above
 `partition_rows` are first spread over temporary partition files by a hash of the id, and each
@@ -23,7 +27,7 @@ from dataclasses import asdict, dataclass
 from operator import itemgetter
 from typing import IO, Any, Literal
 
-from .codec import Cell, decode_row, read_rows
+from .codec import Cell, decode_row, normalised, read_rows
 from .model import ID_COLUMN, Record, SnapshotError, TableSchema
 
 PARTITION_ROWS = 1_000_000
@@ -40,9 +44,6 @@ class TableDiff:
     changed: int = 0
     deleted: int = 0
     unchanged: int = 0
-
-    def writes(self) -> int:
-        return self.added + self.changed + self.deleted
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -87,7 +88,7 @@ class TableDiffer:
         new: Iterable[str],
         *,
         old_rows: int = 0,
-        volatile: frozenset[str] = frozenset(),
+        different_writers: bool = False,
         retry_ids: frozenset[str] = frozenset(),
         partition_rows: int = PARTITION_ROWS,
     ) -> None:
@@ -101,9 +102,9 @@ class TableDiffer:
             raise SnapshotError(f"table {table.name!r}: the new snapshot's CSV has no header")
         self._old_header = [str(c) for c in _parse(old_header)] if old_header else []
         self._new_header = [str(c) for c in _parse(new_header)]
-        self._fast = self._old_header in ([], self._new_header) and not (volatile & set(self._new_header))
-        names = dict.fromkeys([*self._new_header, *self._old_header])
-        self._compare = [n for n in names if n not in volatile]
+        self._fast = self._old_header in ([], self._new_header) and not different_writers
+        self._compare = list(dict.fromkeys([*self._new_header, *self._old_header]))
+        self._normalise = different_writers
         self._partitions = max(1, -(-old_rows // partition_rows))
         self._retry = retry_ids
         by_name = {c.name: c for c in table.snapshot_columns()}
@@ -125,11 +126,16 @@ class TableDiffer:
             return
         index = {n: i for i, n in enumerate(header)}
         positions = [index.get(n, -1) for n in self._compare]  # -1: a None appended to every row
-        cells_of: Callable[[list[Cell]], object] = itemgetter(*positions)
+        cells_of: Callable[[list[Cell]], tuple[Cell, ...]] = itemgetter(*positions)  # >= 4 columns
+        types = {c.name: c.type for c in self.table.snapshot_columns()}
+        compared = [types.get(n, "text") for n in self._compare]
         for record in records:
             row = _parse(record)
             row.append(None)
-            yield str(row[id_index]), hash(cells_of(row)), record
+            cells = cells_of(row)
+            if self._normalise:
+                cells = tuple(normalised(c, t) for c, t in zip(cells, compared, strict=True))
+            yield str(row[id_index]), hash(cells), record
 
     def __iter__(self) -> Iterator[Change]:
         old = self._entries(self._old, self._old_header) if self._old_header else iter(())

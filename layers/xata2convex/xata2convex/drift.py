@@ -30,9 +30,6 @@ class SchemaDrift:
     notices: dict[str, list[str]] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)
 
-    def __bool__(self) -> bool:
-        return bool(self.tables or self.notices or self.dropped)
-
     def messages(self) -> list[str]:
         changes = [*self.tables.items(), *self.notices.items()]
         lines = [f"table {t!r}: {change}" for t, table_changes in changes for change in table_changes]

@@ -30,7 +30,6 @@ def open_source(config: Config) -> Source:
             api_key=config.xata_api_key,
             database_url=config.xata_database_url,
             endpoint_url=config.xata_endpoint_url,
-            concurrency=config.concurrency,
             requests_per_second=config.requests_per_second,
         )
     )
@@ -74,8 +73,9 @@ def open_convex(config: Config) -> ConvexHttp:
 def run_sync(config: Config, options: SyncOptions, *, trigger: str | None = None) -> dict[str, Any]:
     """Apply the newest (or a chosen) snapshot to Convex; the report goes to S3 runs/ and Convex syncRuns."""
     store = open_store(config)
-    if options.dry_run:
-        return Sync(store, None, options).run()
+    if options.dry_run:  # reads Convex (drift, --full's listing) when it is configured, writes nothing
+        reader = MirrorWriter(open_convex(config)) if config.convex_url and config.convex_deploy_key else None
+        return Sync(store, reader, options).run()
     convex = open_convex(config)
     sync = Sync(store, MirrorWriter(convex, stop_after_batches=options.stop_after_batches), options)
     record_run(convex, {"runId": sync.run_id, "status": "running", "mode": _mode(options)}, trigger)
@@ -112,12 +112,10 @@ def record_run(convex: ConvexHttp, report: dict[str, Any], trigger: str | None =
         if report.get(key):
             fields[key] = _epoch_ms(report[key])
     if "tables" in report:
-        fields["tables"] = {
-            name: {
-                k: t[k] for k in ("added", "changed", "deleted", "unchanged", "status", "message") if k in t
-            }
-            for name, t in report["tables"].items()
-        }
+        keys = ("added", "changed", "deleted", "unchanged", "status", "message")
+        fields["tables"] = [
+            {"table": name, **{k: t[k] for k in keys if k in t}} for name, t in report["tables"].items()
+        ]
     if trigger:
         fields["trigger"] = trigger
     convex.mutation("syncRuns:record", fields)

@@ -15,7 +15,7 @@ Two Xata names that end up as one Convex name raise `MirrorNameError` naming bot
 
 Values (`to_convex_document`): see the function. Values Convex cannot store either take a documented
 fallback (json: the JSON text is stored as a string, with a warning) or raise `RecordError`.
-Comparing a mirrored document with a snapshot record (`verify`): `document_differences`.
+Comparing a mirrored document with a snapshot record is `verify.document_digest`'s job.
 """
 
 from __future__ import annotations
@@ -460,34 +460,3 @@ def convex_size(value: Any) -> int:
     if isinstance(value, dict):
         return 2 + sum(convex_size(str(key)) - 1 + convex_size(item) for key, item in value.items())
     raise TypeError(f"not a Convex value: {type(value).__name__}")
-
-
-def document_differences(table: TablePlan, document: Mapping[str, Any], record: Record) -> list[str]:
-    """The Convex fields on which a mirrored document differs from what `record` maps to; [] when equal.
-
-    For `verify`: `document` is as `mirror:listPage` returns it (JSON); its system fields (`_id`,
-    `_creationTime`) are ignored. Both sides are compared as Convex values: numbers by value (Convex
-    returns every number as a float64, so 5 equals 5.0 and -0.0 equals 0), booleans only with
-    booleans, objects regardless of key order, a field absent on one side differs from any value.
-    Raises RecordError when the record itself cannot be mirrored.
-    """
-    expected = to_convex_document(table, record)
-    actual = {name: value for name, value in document.items() if not name.startswith("_")}
-    return [
-        name
-        for name in sorted(expected.keys() | actual.keys())
-        if name not in expected or name not in actual or not same_value(expected[name], actual[name])
-    ]
-
-
-def same_value(left: Any, right: Any) -> bool:
-    """Equality of two Convex values as JSON carries them (see `document_differences`)."""
-    if isinstance(left, bool) or isinstance(right, bool):
-        return isinstance(left, bool) and isinstance(right, bool) and left == right
-    if isinstance(left, int | float) and isinstance(right, int | float):
-        return left == right
-    if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(same_value(a, b) for a, b in zip(left, right, strict=True))
-    if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(same_value(left[key], right[key]) for key in left)
-    return type(left) is type(right) and bool(left == right)

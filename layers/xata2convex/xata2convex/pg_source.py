@@ -154,9 +154,6 @@ class PostgresSource:
     def branch(self) -> str:
         return self._branch
 
-    def describe(self) -> str:
-        return f"postgres:{self._database}:{self._branch}"
-
     def close(self) -> None:
         with self._lock:
             if self._pool is not None:

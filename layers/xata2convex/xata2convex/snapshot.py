@@ -139,8 +139,11 @@ class SnapshotStore:
         return [i for i in ids if self.blobs.get(self.snapshot_key(i, "manifest.json")) is not None]
 
     def latest_snapshot(self) -> str | None:
-        ids = self.list_snapshots()
-        return ids[-1] if ids else None
+        """The newest complete snapshot; reads manifests newest first and stops at the first found."""
+        for snapshot_id in reversed(self.blobs.list_dirs(f"{self.base}snapshots/")):
+            if self.blobs.get(self.snapshot_key(snapshot_id, "manifest.json")) is not None:
+                return snapshot_id
+        return None
 
     def read_manifest(self, snapshot_id: str) -> SnapshotManifest:
         blob = self.blobs.get(self.snapshot_key(snapshot_id, "manifest.json"))

@@ -208,12 +208,6 @@ class S3BlobStore:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
-    def iter_keys(self, prefix: str) -> Iterator[str]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
-            for obj in page.get("Contents", []):
-                yield obj["Key"][len(self.prefix) :]
-
 
 class _StreamingBodyRaw(io.RawIOBase):
     def __init__(self, body: Any) -> None:

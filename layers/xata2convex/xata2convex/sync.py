@@ -21,7 +21,14 @@ from .convex_sink import BatchLimitReached, MirrorWriter, PushStats
 from .diff import TableDiff, TableDiffer
 from .drift import FIX_COMMAND, SchemaDrift, detect_drift
 from .mirror import MirrorPlan, TablePlan, to_convex_document
-from .model import RecordError, SnapshotError, TableManifest, TableSchema, XataToConvexError
+from .model import (
+    RecordError,
+    SnapshotError,
+    SnapshotManifest,
+    TableManifest,
+    TableSchema,
+    XataToConvexError,
+)
 from .snapshot import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -80,9 +87,11 @@ class Sync:
         if writer is None and not options.dry_run:
             raise ValueError("a Convex writer is needed unless dry_run")
         self.store = store
-        self.writer = writer
+        self.writer = writer  # in a dry run, used only to read (schema drift, --full's listing)
         self.options = options
         self.run_id = options.run_id or new_run_id()
+        self._writes = not options.dry_run
+        self._manifests: dict[str, SnapshotManifest] = {}
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
@@ -90,7 +99,7 @@ class Sync:
         snapshot_id = self.options.snapshot_id or self.store.latest_snapshot()
         if snapshot_id is None:
             raise SnapshotError("no complete snapshot to sync: run `xata2convex export` first")
-        manifest = self.store.read_manifest(snapshot_id)
+        manifest = self._manifest(snapshot_id)
         schema = self.store.read_schema(snapshot_id)
         plan = MirrorPlan.from_schema(schema)
         state, etag = self.store.read_state()
@@ -128,67 +137,82 @@ class Sync:
     def _sync_table(self, snapshot_id: str, table: TablePlan, applied: dict[str, Any] | None) -> TableResult:
         started = time.monotonic()
         name = table.xata_name
-        new_manifest = self.store.read_manifest(snapshot_id).table(name)
-        old_id, old_rows = self._applied_version(applied, name)
-        rejected_before = frozenset(applied.get("rejected", [])) if applied else frozenset()
-        if self.options.full:
-            old_id = None
+        new = self._manifest(snapshot_id)
+        old = self._applied_manifest(applied, name)
+        retry = frozenset(applied.get("rejected", [])) if applied else frozenset()
         result = TableResult(TableDiff(name))
-        if old_id is not None and not rejected_before:
-            old_manifest = self.store.read_manifest(old_id).table(name)
-            if old_manifest.sha256 == new_manifest.sha256:
-                result.diff.unchanged = new_manifest.rows
-                result.status = "unchanged"
-                return result
+        # Reconcile against what Convex holds when asked to (--full) or when the snapshot the state
+        # names is gone (e.g. expired): a diff against nothing would never see deletes.
+        reconcile = self.options.full or (applied is not None and old is None)
+        if applied is not None and old is None and not self.options.full:
+            result.message = (
+                f"snapshot {applied.get('snapshotId')} last applied is gone; reconciled with Convex"
+            )
+        if not reconcile and old and old.table(name).sha256 == new.table(name).sha256 and not retry:
+            result.diff.unchanged = new.table(name).rows
+            result.status = "unchanged"
+            return result
 
+        base = None if reconcile else old
         differ = TableDiffer(
             table.schema,
-            self.store.iter_text(old_id, name) if old_id else None,
+            self.store.iter_text(base.snapshot_id, name) if base else None,
             self.store.iter_text(snapshot_id, name),
-            old_rows=old_rows,
-            retry_ids=rejected_before,
+            old_rows=base.table(name).rows if base else 0,
+            different_writers=base is not None and base.source != new.source,
+            retry_ids=retry,
         )
         deletes: list[str] = []
-        seen: set[str] | None = set() if self.options.full else None
+        seen: set[str] | None = set() if reconcile else None
         documents = self._documents(table, differ, deletes, seen, result)
         stats = PushStats()
-        if self.writer is None:
+        if self._writes and self.writer is not None:
+            self.writer.upsert(table.convex_name, documents, stats)
+        else:
             for _ in documents:
                 pass
-            result.status = "dry-run"
-        else:
-            self.writer.upsert(table.convex_name, documents, stats)
-        if self.options.full and self.writer is not None:
-            assert seen is not None
-            deletes = [
-                doc["xata_id"]
-                for doc in self.writer.list_documents(table.convex_name)
-                if doc["xata_id"] not in seen
-            ]
-            result.diff = TableDiff(name, stats.inserted, stats.updated, len(deletes), stats.unchanged)
-        share = len(deletes) / old_rows if old_rows else 0.0
+        base_rows = base.table(name).rows if base else 0
+        if reconcile and self.writer is not None and seen is not None:
+            base_rows = 0
+            for document in self.writer.list_documents(table.convex_name):
+                base_rows += 1
+                if document["xata_id"] not in seen:
+                    deletes.append(document["xata_id"])
+            if self._writes:  # what Convex did, rather than what a diff against nothing says
+                result.diff = TableDiff(name, stats.inserted, stats.updated, 0, stats.unchanged)
+            result.diff.deleted = len(deletes)
+        share = len(deletes) / base_rows if base_rows else 0.0
         if deletes and share > self.options.max_delete_share and not self.options.allow_mass_delete:
             result.status = "blocked"
             result.message = (
-                f"{len(deletes)} of {old_rows} rows ({share:.0%}) would be deleted, over the mass-delete "
+                f"{len(deletes)} of {base_rows} rows ({share:.0%}) would be deleted, over the mass-delete "
                 f"guard of {self.options.max_delete_share:.0%}; deletes withheld. "
                 "Rerun with --allow-mass-delete if intended."
             )
-        elif self.writer is not None:
+        elif self._writes and self.writer is not None:
             self.writer.delete(table.convex_name, deletes, stats)
+        if self.options.dry_run and result.status != "blocked":
+            result.status = "dry-run"
         result.batches = stats.batches
         result.duration_ms = int((time.monotonic() - started) * 1000)
         return result
 
-    def _applied_version(self, applied: dict[str, Any] | None, name: str) -> tuple[str | None, int]:
-        """The snapshot this table was last applied from, if it is still readable, and its row count."""
+    def _manifest(self, snapshot_id: str) -> SnapshotManifest:
+        if snapshot_id not in self._manifests:
+            self._manifests[snapshot_id] = self.store.read_manifest(snapshot_id)
+        return self._manifests[snapshot_id]
+
+    def _applied_manifest(self, applied: dict[str, Any] | None, name: str) -> SnapshotManifest | None:
+        """The manifest of the snapshot this table was last applied from, if it is still readable."""
         if not applied or not applied.get("snapshotId"):
-            return None, 0
+            return None
         try:
-            return applied["snapshotId"], self.store.read_manifest(applied["snapshotId"]).table(name).rows
+            manifest = self._manifest(applied["snapshotId"])
+            manifest.table(name)
         except (SnapshotError, KeyError):
-            log.warning("applied snapshot of table %s is gone; diffing against nothing", name)
-            return None, 0
+            log.warning("the snapshot table %s was last applied from is gone", name)
+            return None
+        return manifest
 
     def _documents(
         self,
@@ -274,9 +298,15 @@ def diff_snapshots(store: SnapshotStore, old_id: str, new_id: str) -> dict[str, 
 
 
 def _count(store: SnapshotStore, table: TableSchema, old_id: str | None, new_id: str) -> dict[str, Any]:
-    old_rows = store.read_manifest(old_id).table(table.name).rows if old_id else 0
-    old = store.iter_text(old_id, table.name) if old_id else None
-    differ = TableDiffer(table, old, store.iter_text(new_id, table.name), old_rows=old_rows)
+    old_manifest = store.read_manifest(old_id) if old_id else None
+    differ = TableDiffer(
+        table,
+        store.iter_text(old_id, table.name) if old_id else None,
+        store.iter_text(new_id, table.name),
+        old_rows=old_manifest.table(table.name).rows if old_manifest else 0,
+        different_writers=old_manifest is not None
+        and old_manifest.source != store.read_manifest(new_id).source,
+    )
     for _ in differ:
         pass
     return differ.result.to_json()

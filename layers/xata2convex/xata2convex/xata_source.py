@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 import requests
 from requests.adapters import HTTPAdapter
+from xata.api_request import ApiRequest
 from xata.client import XataClient
 from xata.errors import RateLimitError, UnauthorizedError, XataServerError
 
@@ -45,7 +46,6 @@ class XataSettings:
     max_attempts: int = 8
     backoff_base_s: float = 0.25
     backoff_cap_s: float = 20.0
-    concurrency: int = 4  # tables read at once; Xata's free plan allows 15 concurrent requests
     requests_per_second: float = 75.0  # Xata's free plan: 75 req/s per branch
 
     def __repr__(self) -> str:  # never print the key
@@ -64,32 +64,51 @@ def parse_database_url(url: str) -> tuple[str, str]:
 
 
 def sdk_client(api_key: str, database_url: str, endpoint_url: str | None = None) -> XataClient:
-    """The official SDK client; with an endpoint URL, every data-plane namespace is sent there."""
+    """The official SDK client; with an endpoint URL, every data-plane request is sent there."""
     client = XataClient(api_key=api_key, db_url=database_url)
     if endpoint_url:
         base = endpoint_url.rstrip("/")
-        for namespace in (client.branch(), client.data(), client.records(), client.table()):
+        for namespace in data_plane_namespaces(client):
             namespace.get_base_url = lambda: base
+            namespace.get_upload_base_url = lambda: base  # files' uploads use their own host
     return client
+
+
+def data_plane_namespaces(client: XataClient) -> list[ApiRequest]:
+    """Every SDK namespace whose requests go to the workspace (data plane), including ones added in
+    later SDK versions: found among the client's attributes rather than listed by hand."""
+    return [
+        namespace
+        for namespace in vars(client).values()
+        if isinstance(namespace, ApiRequest) and not namespace.is_control_plane()
+    ]
 
 
 class _RateLimiter:
     """Spaces requests evenly to stay under a requests-per-second budget shared by all threads."""
 
-    def __init__(self, per_second: float) -> None:
+    def __init__(
+        self,
+        per_second: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
         self.lock = threading.Lock()
         self.next_slot = 0.0
+        self._clock = clock
+        self._sleep = sleep
 
     def acquire(self) -> None:
         if not self.interval:
             return
         with self.lock:
-            now = time.monotonic()
+            now = self._clock()
             slot = max(now, self.next_slot)
             self.next_slot = slot + self.interval
         if slot > now:
-            time.sleep(slot - now)
+            self._sleep(slot - now)
 
 
 class _TimeoutAdapter(HTTPAdapter):
@@ -122,17 +141,12 @@ class XataSdkSource:
         self._limiter = _RateLimiter(settings.requests_per_second)
         self._local = threading.local()
         self._sleep = sleep
-        self.requests_made = 0
-        self._count_lock = threading.Lock()
 
     def database(self) -> str:
         return self._database
 
     def branch(self) -> str:
         return self._branch
-
-    def describe(self) -> str:
-        return f"xata:{self._database}:{self._branch}"
 
     def close(self) -> None:
         pass
@@ -156,8 +170,6 @@ class XataSdkSource:
         last: Exception | None = None
         for attempt in range(1, self.settings.max_attempts + 1):
             self._limiter.acquire()
-            with self._count_lock:
-                self.requests_made += 1
             try:
                 response = self._checked(what, call)
                 return dict(response)

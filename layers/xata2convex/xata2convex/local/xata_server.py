@@ -145,6 +145,8 @@ class XataStandIn:
         self._log_lock = threading.Lock()
         self._requests: list[LoggedRequest] = []
         self._count = 0
+        self._in_flight = 0
+        self._peak_in_flight = 0
 
     # lifecycle
 
@@ -212,6 +214,12 @@ class XataStandIn:
             return self._count
 
     @property
+    def peak_in_flight(self) -> int:
+        """The most requests ever being answered at the same moment (to check client concurrency)."""
+        with self._log_lock:
+            return self._peak_in_flight
+
+    @property
     def requests(self) -> list[LoggedRequest]:
         with self._log_lock:
             return list(self._requests)
@@ -227,10 +235,21 @@ class XataStandIn:
         self, method: str, target: str, authorization: str | None, raw: bytes
     ) -> tuple[int, Any, dict[str, str]]:
         """Answer one request: (status, JSON payload or None, extra headers)."""
-        url = urlsplit(target)
         with self._log_lock:
             self._count += 1
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
             number = self._count
+        try:
+            return self._answer(number, method, target, authorization, raw)
+        finally:
+            with self._log_lock:
+                self._in_flight -= 1
+
+    def _answer(
+        self, number: int, method: str, target: str, authorization: str | None, raw: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
+        url = urlsplit(target)
         if self.latency_ms > 0:
             time.sleep(self.latency_ms / 1000)  # the simulated network and server latency
         try:
