@@ -6,6 +6,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -283,9 +284,12 @@ def xreplay(
     """xata_tools' xreplay file export (same flags): schema.json and one file per table."""
     from .xreplay import replay_to_files
 
-    config = Config.from_env().with_overrides(
+    # Always the xata SDK, whatever XATA_POSTGRES_URL says: these flags name a REST database.
+    config = replace(
+        Config.from_env(),
         xata_api_key=api_key,
         xata_database_url=f"https://{workspace}.{region}.xata.sh/db/{database}:{branch}",
+        xata_postgres_url=None,
     )
     for line in replay_to_files(jobs.open_source(config), output_path, output_format):
         click.echo(line)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from .model import Column, ColumnType
+from .model import Column, ColumnType, SnapshotError
 
 _JSON_TYPES = frozenset({"multiple", "vector", "file", "file[]"})
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')
@@ -135,18 +135,25 @@ def read_rows_stdlib(text: Iterable[str]) -> Iterator[list[Cell]]:
 _FIELD = re.compile(r'"((?:[^"]|"")*)"|([^,"\r\n]*)')
 
 
+def csv_records(lines: Iterable[str]) -> Iterator[str]:
+    """Whole CSV records (a quoted field may hold line breaks), line endings stripped."""
+    pending = ""
+    for line in lines:
+        if pending:
+            line = pending + line
+        if line.count('"') % 2:  # inside a quoted field that spans lines
+            pending = line
+            continue
+        pending = ""
+        yield line.rstrip("\r\n")
+    if pending:
+        raise SnapshotError("CSV ends inside a quoted field")
+
+
 def read_rows_portable(text: Iterable[str]) -> Iterator[list[Cell]]:
     """A small RFC 4180 reader that keeps unquoted empty fields as None, on any Python."""
-    pending = ""
-    for line in text:
-        pending += line
-        if pending.count('"') % 2:  # inside a quoted field that spans lines
-            continue
-        record = pending.rstrip("\r\n") if pending.endswith("\n") else pending
-        pending = ""
+    for record in csv_records(text):
         yield _split_record(record)
-    if pending:
-        raise csv.Error("unexpected end of data inside a quoted field")
 
 
 def _split_record(record: str) -> list[Cell]:

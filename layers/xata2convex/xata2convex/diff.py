@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from operator import itemgetter
 from typing import IO, Any, Literal
 
-from .codec import Cell, decode_row, normalised, read_rows
+from .codec import Cell, csv_records, decode_row, normalised, read_rows
 from .model import ID_COLUMN, Record, SnapshotError, TableSchema
 
 PARTITION_ROWS = 1_000_000
@@ -56,21 +56,6 @@ class Change:
     kind: Literal["added", "changed", "deleted", "retry"]  # retry: unchanged, but refused last time
     record_id: str
     record: Record | None = None  # the new record (decoded); None for a delete
-
-
-def csv_records(lines: Iterable[str]) -> Iterator[str]:
-    """Whole CSV records (a quoted field may hold line breaks), line endings stripped."""
-    pending = ""
-    for line in lines:
-        if pending:
-            line = pending + line
-        if line.count('"') % 2:  # inside a quoted field that spans lines
-            pending = line
-            continue
-        pending = ""
-        yield line.rstrip("\r\n")
-    if pending:
-        raise SnapshotError("CSV ends inside a quoted field")
 
 
 def _parse(record: str) -> list[Cell]:

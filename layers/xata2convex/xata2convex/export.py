@@ -5,9 +5,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 
-from .model import CsvSource, SnapshotManifest, Source, TableManifest, TableSchema, XataToConvexError
+from .model import (
+    CsvSource,
+    SnapshotManifest,
+    Source,
+    TableManifest,
+    TableSchema,
+    XataToConvexError,
+    utc_now_iso,
+)
 from .snapshot import SnapshotStore, new_snapshot_id
 
 log = logging.getLogger(__name__)
@@ -53,7 +60,7 @@ def export_snapshot(
         database=source.database(),
         branch=source.branch(),
         source=source_name,
-        created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        created_at=utc_now_iso(),
         schema_sha256=schema.fingerprint(),
         tables=tuple(f.result() for f in futures),
         warnings=tuple(warnings),

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 from .config import Config, ConfigError, scrub
 from .convex_sink import ConvexHttp, MirrorWriter
 from .export import export_snapshot
+from .mirror import epoch_ms
 from .model import SnapshotError, SnapshotManifest, Source
 from .snapshot import SnapshotStore
 from .storage import open_blob_store
@@ -110,7 +110,7 @@ def record_run(convex: ConvexHttp, report: dict[str, Any], trigger: str | None =
             fields[key] = report[key]
     for key in ("startedAt", "finishedAt"):
         if report.get(key):
-            fields[key] = _epoch_ms(report[key])
+            fields[key] = epoch_ms(report[key])
     if "tables" in report:
         keys = ("added", "changed", "deleted", "unchanged", "status", "message")
         fields["tables"] = [
@@ -119,10 +119,6 @@ def record_run(convex: ConvexHttp, report: dict[str, Any], trigger: str | None =
     if trigger:
         fields["trigger"] = trigger
     convex.mutation("syncRuns:record", fields)
-
-
-def _epoch_ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def verify(config: Config) -> dict[str, Any]:

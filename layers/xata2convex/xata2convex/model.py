@@ -9,6 +9,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 # Xata column types (classic REST API). Postgres sources map their types onto these.
@@ -34,6 +35,11 @@ EXPIRING_FILE_FIELDS: frozenset[str] = frozenset({"signedUrl", "uploadUrl"})
 # int, float, bool, list[str] for multiple, list[float] for vector, dict / list[dict] for file / file[].
 # None is null; an absent key is read as null.
 Record = dict[str, Any]
+
+
+def utc_now_iso() -> str:
+    """Now, as the reports and manifests write times: `2026-11-29T12:00:00.000Z`."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class XataToConvexError(Exception):

@@ -28,6 +28,7 @@ from .model import (
     TableManifest,
     TableSchema,
     XataToConvexError,
+    utc_now_iso,
 )
 from .snapshot import SnapshotStore
 
@@ -78,10 +79,6 @@ def new_run_id() -> str:
     return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class Sync:
     def __init__(self, store: SnapshotStore, writer: MirrorWriter | None, options: SyncOptions) -> None:
         if writer is None and not options.dry_run:
@@ -95,7 +92,7 @@ class Sync:
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
-        started_at = _now_iso()
+        started_at = utc_now_iso()
         snapshot_id = self.options.snapshot_id or self.store.latest_snapshot()
         if snapshot_id is None:
             raise SnapshotError("no complete snapshot to sync: run `xata2convex export` first")
@@ -252,7 +249,7 @@ class Sync:
         for name in list(tables):
             if name not in results:
                 del tables[name]  # the table is gone from Xata
-        new_state = {**state, "tables": tables, "runId": self.run_id, "updatedAt": _now_iso()}
+        new_state = {**state, "tables": tables, "runId": self.run_id, "updatedAt": utc_now_iso()}
         if all(r.applied for r in results.values()):
             new_state["snapshotId"] = snapshot_id
         self.store.write_state(new_state, expected_etag=etag)
@@ -276,7 +273,7 @@ class Sync:
             "dryRun": self.options.dry_run,
             "status": status,
             "startedAt": started_at,
-            "finishedAt": _now_iso(),
+            "finishedAt": utc_now_iso(),
             "durationMs": int((time.monotonic() - started) * 1000),
             "batches": sum(r.batches for r in results.values()),
             "tables": {name: r.to_json() for name, r in results.items()},
