@@ -135,25 +135,49 @@ def read_rows_stdlib(text: Iterable[str]) -> Iterator[list[Cell]]:
 _FIELD = re.compile(r'"((?:[^"]|"")*)"|([^,"\r\n]*)')
 
 
-def csv_records(lines: Iterable[str]) -> Iterator[str]:
-    """Whole CSV records (a quoted field may hold line breaks), line endings stripped."""
-    pending = ""
+def record_batches(pieces: Iterable[str]) -> Iterator[list[str]]:
+    """Lists of whole CSV records from text pieces of any size. A quoted field may hold line breaks;
+    a piece without a quote character (the common case) is split at C speed. Records keep a CR that
+    ended them, which is harmless: they are only compared with records of the same writer."""
+    carry = ""
+    for piece in pieces:
+        text = carry + piece
+        lines = text.split("\n")
+        carry = lines.pop()
+        if '"' in text:
+            lines, pending = _join_quoted(lines)
+            if pending is not None:
+                carry = pending + "\n" + carry
+        if lines:
+            yield lines
+    if carry:
+        if carry.count('"') % 2:
+            raise SnapshotError("CSV ends inside a quoted field")
+        yield [carry]
+
+
+def _join_quoted(lines: list[str]) -> tuple[list[str], str | None]:
+    records: list[str] = []
+    pending: str | None = None
     for line in lines:
-        if pending:
-            line = pending + line
-        if line.count('"') % 2:  # inside a quoted field that spans lines
+        odd = line.count('"') % 2
+        if pending is not None:
+            pending += "\n" + line
+            if odd:  # the quote opened on an earlier line closes here
+                records.append(pending)
+                pending = None
+        elif odd:
             pending = line
-            continue
-        pending = ""
-        yield line.rstrip("\r\n")
-    if pending:
-        raise SnapshotError("CSV ends inside a quoted field")
+        else:
+            records.append(line)
+    return records, pending
 
 
 def read_rows_portable(text: Iterable[str]) -> Iterator[list[Cell]]:
     """A small RFC 4180 reader that keeps unquoted empty fields as None, on any Python."""
-    for record in csv_records(text):
-        yield _split_record(record)
+    for batch in record_batches(text):
+        for record in batch:
+            yield _split_record(record.removesuffix("\r"))
 
 
 def _split_record(record: str) -> list[Cell]:

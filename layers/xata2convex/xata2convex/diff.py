@@ -19,6 +19,7 @@ partition pair is diffed on its own, so memory is bounded by a partition, not by
 from __future__ import annotations
 
 import io
+import itertools
 import marshal
 import tempfile
 import zlib
@@ -27,14 +28,13 @@ from dataclasses import asdict, dataclass
 from operator import itemgetter
 from typing import IO, Any, Literal
 
-from .codec import Cell, csv_records, decode_row, normalised, read_rows
+from .codec import Cell, decode_row, normalised, read_rows, record_batches
 from .model import ID_COLUMN, Record, SnapshotError, TableSchema
 
 PARTITION_ROWS = 1_000_000
-_SPILL_BLOCK = 10_000
 
-# (record id, hash of what is compared, the record's CSV text)
-Entry = tuple[str, int, str]
+# A batch of records: their ids, the hashes of what is compared, and their CSV texts.
+Batch = tuple[list[str], list[int], list[str]]
 
 
 @dataclass
@@ -51,20 +51,30 @@ class TableDiff:
         return data
 
 
+ChangeKind = Literal["added", "changed", "deleted", "retry"]
+
+
 @dataclass(frozen=True)
 class Change:
-    kind: Literal["added", "changed", "deleted", "retry"]  # retry: unchanged, but refused last time
+    kind: ChangeKind  # retry: unchanged, but refused last time
     record_id: str
     record: Record | None = None  # the new record (decoded); None for a delete
 
 
 def _parse(record: str) -> list[Cell]:
-    return next(read_rows(io.StringIO(record, newline="")))
+    return next(read_rows(io.StringIO(record.rstrip("\r"), newline="")))
+
+
+def _header_and_rest(batches: Iterator[list[str]]) -> tuple[str | None, Iterator[list[str]]]:
+    for batch in batches:
+        if batch:
+            return batch[0], itertools.chain([batch[1:]], batches)
+    return None, iter(())
 
 
 class TableDiffer:
     """Iterate to get the changes (upserts as they are found, deletes at the end); `result` then
-    holds the counts. `old` and `new` are the tables' CSV text (header first), e.g. open files."""
+    holds the counts. `old` and `new` are the tables' CSV text (header first) in pieces of any size."""
 
     def __init__(
         self,
@@ -79,10 +89,8 @@ class TableDiffer:
     ) -> None:
         self.table = table
         self.result = TableDiff(table.name)
-        self._old = csv_records(old) if old is not None else iter(())
-        self._new = csv_records(new)
-        old_header = next(self._old, None)
-        new_header = next(self._new, None)
+        old_header, self._old = _header_and_rest(record_batches(old if old is not None else ()))
+        new_header, self._new = _header_and_rest(record_batches(new))
         if new_header is None:
             raise SnapshotError(f"table {table.name!r}: the new snapshot's CSV has no header")
         self._old_header = [str(c) for c in _parse(old_header)] if old_header else []
@@ -100,27 +108,32 @@ class TableDiffer:
                 f"table {table.name!r}: CSV column {exc.args[0]!r} is not in its schema"
             ) from exc
 
-    def _entries(self, records: Iterator[str], header: list[str]) -> Iterator[Entry]:
+    def _entries(self, batches: Iterator[list[str]], header: list[str]) -> Iterator[Batch]:
+        """Per batch of records: their ids, the hashes of what is compared, and their texts."""
         if ID_COLUMN not in header:
             raise SnapshotError(f"table {self.table.name!r}: CSV has no {ID_COLUMN!r} column")
         id_index = header.index(ID_COLUMN)
         if self._fast and id_index == 0:
-            for record in records:
-                record_id = record[: record.find(",")] if record[:1] != '"' else str(_parse(record)[0])
-                yield record_id, hash(record), record
+            for records in batches:
+                ids = [r[: r.find(",")] if r[:1] != '"' else str(_parse(r)[0]) for r in records]
+                yield ids, list(map(hash, records)), records
             return
         index = {n: i for i, n in enumerate(header)}
         positions = [index.get(n, -1) for n in self._compare]  # -1: a None appended to every row
         cells_of: Callable[[list[Cell]], tuple[Cell, ...]] = itemgetter(*positions)  # >= 4 columns
         types = {c.name: c.type for c in self.table.snapshot_columns()}
         compared = [types.get(n, "text") for n in self._compare]
-        for record in records:
-            row = _parse(record)
-            row.append(None)
-            cells = cells_of(row)
-            if self._normalise:
-                cells = tuple(normalised(c, t) for c, t in zip(cells, compared, strict=True))
-            yield str(row[id_index]), hash(cells), record
+        for records in batches:
+            ids, digests = [], []
+            for record in records:
+                row = _parse(record)
+                row.append(None)
+                cells = cells_of(row)
+                if self._normalise:
+                    cells = tuple(normalised(c, t) for c, t in zip(cells, compared, strict=True))
+                ids.append(str(row[id_index]))
+                digests.append(hash(cells))
+            yield ids, digests, records
 
     def __iter__(self) -> Iterator[Change]:
         old = self._entries(self._old, self._old_header) if self._old_header else iter(())
@@ -134,25 +147,29 @@ class TableDiffer:
             for old_file, new_file in zip(old_parts, new_parts, strict=True):
                 yield from self._diff(_unspill(old_file), _unspill(new_file))
 
-    def _diff(self, old: Iterable[Entry], new: Iterable[Entry]) -> Iterator[Change]:
+    def _diff(self, old: Iterable[Batch], new: Iterable[Batch]) -> Iterator[Change]:
         # The hot loops do a few C-level operations per record and no per-cell Python code.
-        hashes = {record_id: digest for record_id, digest, _ in old}
+        hashes: dict[str, int] = {}
+        for ids, digests, _ in old:
+            hashes.update(zip(ids, digests, strict=True))
         retry, columns = self._retry, self._columns
         added = changed = unchanged = deleted = 0
-        for record_id, digest, text in new:
-            if not record_id:
+        for ids, digests, texts in new:
+            if "" in ids:
                 raise SnapshotError(f"table {self.table.name!r}: a record of the new snapshot has no id")
-            before = hashes.pop(record_id, None)
-            if before is None:
-                added += 1
-                yield Change("added", record_id, decode_row(_parse(text), columns))
-            elif before != digest:
-                changed += 1
-                yield Change("changed", record_id, decode_row(_parse(text), columns))
-            else:
-                unchanged += 1
-                if record_id in retry:
-                    yield Change("retry", record_id, decode_row(_parse(text), columns))
+            # C-level per batch: take each id's old hash out; only differing records go on in Python.
+            befores = list(map(hashes.pop, ids, itertools.repeat(None, len(ids))))
+            differing = [i for i, pair in enumerate(zip(befores, digests, strict=True)) if pair[0] != pair[1]]
+            for i in differing:
+                kind: ChangeKind = "added" if befores[i] is None else "changed"
+                yield Change(kind, ids[i], decode_row(_parse(texts[i]), columns))
+            added += befores.count(None)
+            changed += len(differing)
+            unchanged += len(ids) - len(differing)
+            for i in [i for i, record_id in enumerate(ids) if record_id in retry] if retry else ():
+                if befores[i] == digests[i]:
+                    yield Change("retry", ids[i], decode_row(_parse(texts[i]), columns))
+        changed -= added
         for gone in hashes:
             deleted += 1
             yield Change("deleted", gone)
@@ -162,28 +179,29 @@ class TableDiffer:
         self.result.deleted += deleted
 
 
-def _spill(entries: Iterator[Entry], parts: int, tmp: str, *, keep_text: bool) -> list[IO[bytes]]:
-    """Spread entries over `parts` temporary files by a hash of the id, in marshalled blocks."""
+def _spill(batches: Iterator[Batch], parts: int, tmp: str, *, keep_text: bool) -> list[IO[bytes]]:
+    """Spread entries over `parts` temporary files by a hash of the id, in marshalled batches."""
     # Closed by _unspill once each partition has been read.
     files: list[IO[bytes]] = [tempfile.TemporaryFile(dir=tmp) for _ in range(parts)]  # noqa: SIM115
-    blocks: list[list[Entry]] = [[] for _ in range(parts)]
-    for record_id, digest, text in entries:
-        part = zlib.crc32(record_id.encode()) % parts
-        blocks[part].append((record_id, digest, text if keep_text else ""))
-        if len(blocks[part]) >= _SPILL_BLOCK:
-            marshal.dump(blocks[part], files[part])
-            blocks[part].clear()
-    for file, block in zip(files, blocks, strict=True):
-        if block:
-            marshal.dump(block, file)
+    for ids, digests, texts in batches:
+        split: list[Batch] = [([], [], []) for _ in range(parts)]
+        for record_id, digest, text in zip(ids, digests, texts, strict=True):
+            target = split[zlib.crc32(record_id.encode()) % parts]
+            target[0].append(record_id)
+            target[1].append(digest)
+            target[2].append(text if keep_text else "")
+        for file, batch in zip(files, split, strict=True):
+            if batch[0]:
+                marshal.dump(batch, file)
+    for file in files:
         file.seek(0)
     return files
 
 
-def _unspill(file: IO[bytes]) -> Iterator[Entry]:
+def _unspill(file: IO[bytes]) -> Iterator[Batch]:
     with file:
         while True:
             try:
-                yield from marshal.load(file)
+                yield marshal.load(file)
             except EOFError:
                 return

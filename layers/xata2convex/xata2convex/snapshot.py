@@ -164,10 +164,10 @@ class SnapshotStore:
         raw = self.blobs.open_read(self.table_key(snapshot_id, table))
         return io.TextIOWrapper(raw, encoding="utf-8", newline="")
 
-    def iter_text(self, snapshot_id: str, table: str) -> Iterator[str]:
-        """One table's CSV text, line by line (header first), streamed; the file closes at the end."""
+    def iter_text(self, snapshot_id: str, table: str, piece_chars: int = 1 << 20) -> Iterator[str]:
+        """One table's CSV text in pieces (header first), streamed; the file closes at the end."""
         with self.open_table_text(snapshot_id, table) as text:
-            yield from text
+            yield from iter(lambda: text.read(piece_chars), "")
 
     def iter_records(self, snapshot_id: str, table: TableSchema) -> Iterator[Record]:
         """Decoded records of one table, streamed."""
