@@ -7,10 +7,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,11 +16,14 @@ import boto3
 import pytest
 import requests
 
+from tests.fixtures.postgres import PgDatabase
 from tests.fixtures.trigger import (
     TEST_TRIGGER_SECRET,
+    FakeLambdaApi,
     signed_headers,
     trigger_body,
     url_event,
+    worker_invocation,
 )
 from tests.fixtures.xata import XataStandInFactory
 from xata2convex import trigger
@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "events"
 FAKE_XATA_KEY = "xau_FAKE-xata-key-1a2b3c4d5e6f"
 FAKE_CONVEX_KEY = "prod:FAKE-convex-deploy-key|0f1e2d3c4b5a"
+FAKE_PG_PASSWORD = "FAKE-pg-password-5e6f7a8b9c"
 _modules: dict[str, ModuleType] = {}
 
 
@@ -61,13 +62,12 @@ def post(body: bytes, headers: dict[str, str], *, base64_body: bool = False) -> 
 
 
 @pytest.fixture
-def started(trigger_env: Path, monkeypatch: pytest.MonkeyPatch) -> list[trigger.TriggerRequest]:
-    """Runs the handler started; the worker itself (an async Lambda invoke) is not run."""
-    runs: list[trigger.TriggerRequest] = []
-    monkeypatch.setattr(trigger, "start_worker", runs.append)
+def started(trigger_env: Path, lambda_api: FakeLambdaApi, monkeypatch: pytest.MonkeyPatch) -> FakeLambdaApi:
+    """As in AWS: the handler starts each run with an async invoke of the worker, which the local Lambda
+    API records (the worker itself does not run)."""
     monkeypatch.setenv("XATA_API_KEY", FAKE_XATA_KEY)
     monkeypatch.setenv("CONVEX_DEPLOY_KEY", FAKE_CONVEX_KEY)
-    return runs
+    return lambda_api
 
 
 def local_store(root: Path) -> SnapshotStore:
@@ -79,12 +79,12 @@ def local_store(root: Path) -> SnapshotStore:
 
 @pytest.mark.parametrize("base64_body", [False, True], ids=["text-body", "base64-body"])
 def test_a_valid_trigger_is_accepted_and_starts_the_worker(
-    started: list[trigger.TriggerRequest], trigger_env: Path, base64_body: bool
+    started: FakeLambdaApi, trigger_env: Path, base64_body: bool
 ) -> None:
     body = trigger_body("run-valid-1", "full")
     status, answer = post(body, signed_headers(body), base64_body=base64_body)
     assert (status, answer) == (202, {"runId": "run-valid-1"})
-    assert started == [trigger.TriggerRequest("run-valid-1", "full")]
+    assert started.invocations == [worker_invocation("run-valid-1", "full")]
     assert trigger.RunLock.for_store(local_store(trigger_env)).holder() == "run-valid-1"
 
 
@@ -100,7 +100,7 @@ def test_a_valid_trigger_is_accepted_and_starts_the_worker(
     ],
 )
 def test_bad_signatures_get_401_and_start_nothing(
-    started: list[trigger.TriggerRequest], trigger_env: Path, case: str, message: str
+    started: FakeLambdaApi, trigger_env: Path, case: str, message: str
 ) -> None:
     body = trigger_body("run-401")
     now = int(time.time())
@@ -114,42 +114,40 @@ def test_bad_signatures_get_401_and_start_nothing(
     }[case]
     status, answer = post(body, headers, base64_body=case == "stale past")
     assert status == 401 and answer["error"] == "unauthorized" and message in answer["message"]
-    assert started == []
+    assert started.invocations == []
     # An unauthenticated request must not burn the run id or touch the lock.
     assert not (trigger_env / "sample" / "main" / "triggers").exists()
     assert trigger.RunLock.for_store(local_store(trigger_env)).holder() is None
 
 
 def test_a_replayed_run_id_gets_409_even_after_the_run_ended(
-    started: list[trigger.TriggerRequest], trigger_env: Path
+    started: FakeLambdaApi, trigger_env: Path
 ) -> None:
     body = trigger_body("run-replay-1")
     assert post(body, signed_headers(body))[0] == 202
     trigger.RunLock.for_store(local_store(trigger_env)).release("run-replay-1")
     status, answer = post(body, signed_headers(body))
     assert status == 409 and answer["error"] == "replayed"
-    assert len(started) == 1
+    assert started.invocations == [worker_invocation("run-replay-1")]
 
 
-def test_a_second_run_while_one_is_in_progress_gets_409(
-    started: list[trigger.TriggerRequest], trigger_env: Path
-) -> None:
+def test_a_second_run_while_one_is_in_progress_gets_409(started: FakeLambdaApi, trigger_env: Path) -> None:
     first, second = trigger_body("run-first"), trigger_body("run-second")
     assert post(first, signed_headers(first))[0] == 202
     status, answer = post(second, signed_headers(second))
     assert status == 409 and answer["error"] == "run_in_progress" and "run-first" in answer["message"]
-    assert [r.run_id for r in started] == ["run-first"]
+    assert started.invocations == [worker_invocation("run-first")]
     report = local_store(trigger_env).read_run_report("run-second")
     assert report is not None and report["status"] == "rejected"
 
 
-def test_a_signed_but_malformed_body_gets_400(started: list[trigger.TriggerRequest]) -> None:
+def test_a_signed_but_malformed_body_gets_400(started: FakeLambdaApi) -> None:
     body = b'{"runId": "../escape"}'
     status, answer = post(body, signed_headers(body))
-    assert status == 400 and answer["error"] == "bad_request" and started == []
+    assert status == 400 and answer["error"] == "bad_request" and started.invocations == []
 
 
-def test_only_post_to_the_root_is_served(started: list[trigger.TriggerRequest]) -> None:
+def test_only_post_to_the_root_is_served(started: FakeLambdaApi) -> None:
     body = trigger_body("run-get")
     event = url_event(body, signed_headers(body))
     event["requestContext"]["http"]["method"] = "GET"
@@ -157,11 +155,11 @@ def test_only_post_to_the_root_is_served(started: list[trigger.TriggerRequest]) 
     event = url_event(body, signed_headers(body))
     event["rawPath"] = event["requestContext"]["http"]["path"] = "/other"
     assert invoke("trigger_url", event)["statusCode"] == 404
-    assert started == []
+    assert started.invocations == []
 
 
 def test_the_conditional_writes_hold_on_s3(
-    started: list[trigger.TriggerRequest], s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+    started: FakeLambdaApi, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SNAPSHOT_URI", f"s3://{s3_bucket}/xata2convex")
     first, second = trigger_body("s3-run-1"), trigger_body("s3-run-2")
@@ -173,27 +171,26 @@ def test_the_conditional_writes_hold_on_s3(
     assert post(second, signed_headers(second))[1]["error"] == "replayed"  # refused runs keep their id
     third = trigger_body("s3-run-3")
     assert post(third, signed_headers(third))[0] == 202
-    assert [r.run_id for r in started] == ["s3-run-1", "s3-run-3"]
+    assert started.invocations == [worker_invocation("s3-run-1"), worker_invocation("s3-run-3")]
 
 
 def test_a_missing_signing_secret_is_a_500_that_names_the_setting_in_the_log(
-    started: list[trigger.TriggerRequest], monkeypatch: pytest.MonkeyPatch, log_records: list[str]
+    started: FakeLambdaApi, monkeypatch: pytest.MonkeyPatch, log_records: list[str]
 ) -> None:
     monkeypatch.delenv("XATA2CONVEX_TRIGGER_SECRET")
     body = trigger_body("run-nosecret")
     assert post(body, signed_headers(body)) == (
         500, {"error": "internal", "message": "the trigger is not configured"}
     )  # fmt: skip
-    assert started == []
+    assert started.invocations == []
     assert any("missing setting: XATA2CONVEX_TRIGGER_SECRET" in line for line in log_records)
 
 
 def test_no_secret_reaches_any_log_line_or_answer(
-    started: list[trigger.TriggerRequest],
+    started: FakeLambdaApi,
     trigger_env: Path,
     log_records: list[str],
     capfd: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     answers: list[str] = []
     good, other = trigger_body("run-logs-1"), trigger_body("run-logs-2")
@@ -207,14 +204,12 @@ def test_no_secret_reaches_any_log_line_or_answer(
     ]:
         answers.append(json.dumps(post(body, headers, base64_body=True)))
 
-    def fail_with_secret(request: trigger.TriggerRequest) -> None:
-        raise RuntimeError(f"could not start: {TEST_TRIGGER_SECRET}")
-
-    monkeypatch.setattr(trigger, "start_worker", fail_with_secret)
+    started.fail_with(403, "AccessDeniedException", f"could not start: {TEST_TRIGGER_SECRET}")
     third = trigger_body("run-logs-3")
     trigger.RunLock.for_store(local_store(trigger_env)).release("run-logs-1")
     answers.append(json.dumps(post(third, signed_headers(third))))
     assert json.loads(answers[-1])[0] == 500
+    assert started.invocations == [worker_invocation("run-logs-1"), worker_invocation("run-logs-3")]
 
     out = capfd.readouterr()
     everything = "\n".join([*log_records, out.out, out.err, *answers])
@@ -223,53 +218,27 @@ def test_no_secret_reaches_any_log_line_or_answer(
         assert secret not in everything
 
 
-# --- how the worker starts in AWS: an async invoke (Lambda's API served on a local socket) ----------
+# --- how the worker starts in AWS: an async invoke that Lambda's API may refuse ----------------------
 
 
-class _LambdaApi(BaseHTTPRequestHandler):
-    calls: list[dict[str, Any]]
-    status = 202
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        self.calls.append({"path": self.path, "headers": dict(self.headers), "body": body})
-        self.send_response(self.status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def lambda_api(s3_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_LambdaApi]]:
-    api = type("LambdaApi", (_LambdaApi,), {"calls": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), api)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setenv("WORKER_FUNCTION_NAME", "xata2convex-SyncWorker-abc123")
-    yield api
-    server.shutdown()
-    server.server_close()
-
-
-def test_in_aws_the_worker_is_invoked_asynchronously(lambda_api: type[_LambdaApi]) -> None:
-    trigger.start_worker(trigger.TriggerRequest("run-async-1", "full"))
-    [call] = lambda_api.calls
-    assert call["path"] == "/2015-03-31/functions/xata2convex-SyncWorker-abc123/invocations"
-    assert call["headers"]["X-Amz-Invocation-Type"] == "Event"
-    assert json.loads(call["body"]) == {"runId": "run-async-1", "mode": "full"}
-
-
-def test_when_the_worker_cannot_be_invoked_the_trigger_answers_500_and_frees_the_lock(
-    trigger_env: Path, lambda_api: type[_LambdaApi]
+def test_when_the_worker_cannot_be_invoked_the_trigger_answers_500_scrubbed_and_frees_the_lock(
+    started: FakeLambdaApi,
+    trigger_env: Path,
+    log_records: list[str],
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
-    lambda_api.status = 403
+    """Lambda's error body may echo anything; the signing secret in it never reaches an answer or log."""
+    started.fail_with(403, "AccessDeniedException", f"not authorized; context {TEST_TRIGGER_SECRET}")
     body = trigger_body("run-async-2")
     status, answer = post(body, signed_headers(body))
     assert status == 500 and answer == {"error": "internal", "message": "the run could not be started"}
+    assert started.invocations == [worker_invocation("run-async-2")]
     assert trigger.RunLock.for_store(local_store(trigger_env)).holder() is None
+    failed = [line for line in log_records if "trigger failed" in line]
+    assert failed and all("AccessDeniedException" in line and "***" in line for line in failed)  # scrubbed
+    out = capfd.readouterr()
+    for text in [*log_records, out.out, out.err, json.dumps(answer)]:
+        assert TEST_TRIGGER_SECRET not in text
 
 
 # --- the other handlers, with the events/ samples ------------------------------------------------
@@ -318,7 +287,7 @@ def test_a_failed_export_raises_a_scrubbed_error(xata_env: Path, monkeypatch: py
 
 
 def test_the_sample_trigger_event_is_signed_and_answers_401_once_stale(
-    started: list[trigger.TriggerRequest], monkeypatch: pytest.MonkeyPatch
+    started: FakeLambdaApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     event = event_file("trigger_url.json")
     secret = "sample-signing-secret-for-sam-local-0001"
@@ -374,7 +343,7 @@ def test_the_aws_path_end_to_end_secrets_manager_s3_xata_and_convex(
     )
     assert doc["status"] == "partial" and doc["snapshotId"] == report["snapshotId"]
     manifest = store.read_manifest(report["snapshotId"])
-    assert {n: t["added"] for n, t in doc["tables"].items()} == {t.name: t.rows for t in manifest.tables}
+    assert {t["table"]: t["added"] for t in doc["tables"]} == {t.name: t.rows for t in manifest.tables}
     assert store.read_run_report(run_id) == report
 
     # The same event again: the lock was released, so a duplicate delivery does nothing.
@@ -402,6 +371,63 @@ def test_a_failed_worker_run_fails_the_invocation_with_the_scrubbed_error(
     assert doc["status"] == "failed"
 
 
+# --- SourceKind=postgres: the Postgres URL (password included) only in Secrets Manager ---------------
+
+
+@pytest.fixture
+def postgres_env(
+    pg_database: PgDatabase, s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> PgDatabase:
+    """The export and worker Lambdas' settings when the stack reads Xata over Postgres."""
+    pg_database.execute(
+        "CREATE TABLE authors (xata_id text PRIMARY KEY, name text);"
+        "INSERT INTO authors VALUES ('rec_1', 'Ann'), ('rec_2', 'Bo');"
+    )
+    # The local server trusts local connections; the password is there to prove it never leaks.
+    url = pg_database.url.replace("postgresql://postgres@", f"postgresql://postgres:{FAKE_PG_PASSWORD}@")
+    secret = boto3.client("secretsmanager").create_secret(Name=f"pg-{pg_database.name}", SecretString=url)
+    monkeypatch.setenv("XATA_POSTGRES_URL_SECRET_ARN", secret["ARN"])
+    monkeypatch.setenv("XATA_DATABASE_URL", f"https://ws.us-east-1.xata.sh/db/{pg_database.name}:main")
+    monkeypatch.setenv("SNAPSHOT_URI", str(tmp_path / "snapshots"))
+    for name in (
+        "XATA_API_KEY", "XATA_API_KEY_SECRET_ARN", "XATA_POSTGRES_URL", "XATA_ENDPOINT_URL",
+        "CONVEX_DEPLOY_KEY", "CONVEX_DEPLOY_KEY_SECRET_ARN",
+    ):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    return pg_database
+
+
+def test_the_export_handler_reads_postgres_with_the_url_from_secrets_manager(
+    postgres_env: PgDatabase, tmp_path: Path
+) -> None:
+    summary = invoke("export_snapshot", {})
+    assert summary["tables"] == {"authors": 2}
+    store = SnapshotStore(LocalBlobStore(tmp_path / "snapshots"), postgres_env.name, "main")
+    assert store.read_manifest(summary["snapshotId"]).tables[0].rows == 2
+
+
+def test_a_postgres_url_naming_another_folder_than_xata_database_url_fails_clearly(
+    postgres_env: PgDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trigger took the lock in XATA_DATABASE_URL's folder: the worker frees it there and says why."""
+    monkeypatch.setenv("XATA_DATABASE_URL", "https://ws.us-east-1.xata.sh/db/other:main")
+    expected = (
+        f"XATA_POSTGRES_URL names database {postgres_env.name}:main but XATA_DATABASE_URL names other:main"
+    )
+    with pytest.raises(trigger.JobFailed, match=expected) as export_failure:
+        invoke("export_snapshot", {})
+    store = SnapshotStore(LocalBlobStore(tmp_path / "snapshots"), "other", "main")
+    trigger.RunLock.for_store(store).acquire("pg-mismatch-1")
+    with pytest.raises(trigger.JobFailed, match=expected) as worker_failure:
+        invoke("sync_worker", {"runId": "pg-mismatch-1", "mode": "incremental"})
+    assert trigger.RunLock.for_store(store).holder() is None
+    report = store.read_run_report("pg-mismatch-1")
+    assert report is not None and report["status"] == "failed" and expected in report["error"]
+    for failure in (export_failure, worker_failure):
+        assert FAKE_PG_PASSWORD not in str(failure.value)
+    assert not (tmp_path / "snapshots" / postgres_env.name).exists()  # nothing written elsewhere
+
+
 # --- the local trigger server: HTTP -> Function URL event -> handler -> worker thread --------------
 
 
@@ -427,19 +453,17 @@ def test_a_signed_post_over_http_runs_export_and_sync_into_convex(
     doc = ConvexHttp(fresh_local_convex.url, fresh_local_convex.deploy_key).query(
         "syncRuns:get", {"runId": "http-run-1"}
     )
-    assert doc["status"] == "partial" and sum(t["added"] for t in doc["tables"].values()) > 0
+    assert doc["status"] == "partial" and sum(t["added"] for t in doc["tables"]) > 0
     assert doc["finishedAt"] >= doc["startedAt"]
 
 
 def test_binary_bodies_reach_the_handler_base64_encoded_like_function_urls_send_them(
-    trigger_server: TriggerServer, monkeypatch: pytest.MonkeyPatch
+    trigger_server: TriggerServer, started: FakeLambdaApi
 ) -> None:
-    runs: list[trigger.TriggerRequest] = []
-    monkeypatch.setattr(trigger, "start_worker", runs.append)
     body = trigger_body("http-binary-1")
     headers = {**signed_headers(body), "content-type": "application/octet-stream"}
     response = requests.post(trigger_server.url, data=body, headers=headers, timeout=30)
-    assert response.status_code == 202 and runs == [trigger.TriggerRequest("http-binary-1")]
+    assert response.status_code == 202 and started.invocations == [worker_invocation("http-binary-1")]
 
 
 def test_the_local_trigger_command_prints_its_url_and_serves(trigger_env: Path) -> None:

@@ -325,15 +325,12 @@ def test_lookups_see_the_batch_own_writes_and_rollbacks(fresh_local_convex: Loca
 
 def test_sync_runs_are_recorded_by_run_id(local_convex: LocalConvex) -> None:
     [run_id] = unique_ids(1)
-    tables = {
-        "event-subject-matter-experts": {
-            "added": 1,
-            "changed": 0,
-            "deleted": 0,
-            "unchanged": 5,
-            "status": "ok",
-        }
-    }
+    # A list, so that table names Convex refuses as field names (hyphens, non-ASCII) can be recorded.
+    tables = [
+        {"table": "event-subject-matter-experts", "added": 1, "changed": 0, "deleted": 0, "unchanged": 5,
+         "status": "ok"},
+        {"table": "名前", "added": 0, "changed": 2, "deleted": 1, "unchanged": 0, "status": "ok"},
+    ]  # fmt: skip
     value(
         post(
             local_convex,
@@ -390,34 +387,62 @@ def test_lifecycle_settings_and_stop(tmp_path: Path) -> None:
         requests.post(f"{url}/api/query", json={"path": "mirror:schemaInfo", "args": {}}, timeout=5)
 
 
-def test_the_local_convex_command_prints_the_settings() -> None:
+def _start_command(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     command = Path(sys.executable).parent / "xata2convex"
-    env = {**os.environ, "CONVEX_DEPLOY_KEY": "local:cli|key"}
-    process = subprocess.Popen(
-        [str(command), "local", "convex", "--port", "0"],
+    return subprocess.Popen(
+        [str(command), "local", "convex", "--port", "0", *args],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _schema_info_answer(url: str, deploy_key: str) -> tuple[int, Any]:
+    """An admin call with `deploy_key`: (HTTP status, the answer's `status` or refusal `code`)."""
+    response = requests.post(
+        f"{url}/api/query",
+        json={"path": "mirror:schemaInfo", "args": {}, "format": "json"},
+        headers={"Authorization": f"Convex {deploy_key}"},
+        timeout=30,
+    )
+    body = response.json()
+    return response.status_code, body.get("status", body.get("code"))
+
+
+def test_the_local_convex_command_prints_the_settings_with_the_given_key() -> None:
+    process = _start_command("--deploy-key", "local:cli|key", env=dict(os.environ))
     try:
         lines = _read_lines(process, 2)
         assert lines[0].startswith("CONVEX_URL=http://127.0.0.1:")
         assert lines[1] == "CONVEX_DEPLOY_KEY=local:cli|key"
         url = lines[0].removeprefix("CONVEX_URL=")
-        response = requests.post(
-            f"{url}/api/query",
-            json={"path": "mirror:schemaInfo", "args": {}, "format": "json"},
-            headers={"Authorization": "Convex local:cli|key"},
-            timeout=30,
-        )
-        assert response.json()["status"] == "success"
+        assert _schema_info_answer(url, "local:cli|key") == (200, "success")
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0
     with pytest.raises(requests.ConnectionError):
         requests.post(f"{url}/api/query", json={"path": "mirror:schemaInfo", "args": {}}, timeout=5)
+
+
+def test_the_local_convex_command_never_prints_the_deploy_key_from_the_environment() -> None:
+    """$CONVEX_DEPLOY_KEY may be a real deployment's key: the command generates its own instead."""
+    real_key = "prod:FAKE-real-deployment|7c1d9e0f2a3b4c5d6e7f"
+    process = _start_command(env={**os.environ, "CONVEX_DEPLOY_KEY": real_key})
+    try:
+        lines = _read_lines(process, 2)
+        url = lines[0].removeprefix("CONVEX_URL=")
+        assert lines[1].startswith("CONVEX_DEPLOY_KEY=local:")
+        generated = lines[1].removeprefix("CONVEX_DEPLOY_KEY=")
+        assert len(generated) > len("local:") + 16
+        assert _schema_info_answer(url, generated) == (200, "success")
+        assert _schema_info_answer(url, real_key) == (401, "BadAdminKey")
+    finally:
+        process.terminate()
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert real_key not in "\n".join([*lines, out, err])
 
 
 def _read_lines(process: subprocess.Popen[str], count: int, timeout: float = 60) -> list[str]:

@@ -19,15 +19,46 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TEMPLATE, _ = decode(str(REPO / "template.yaml"))
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+SOURCE_KINDS = TEMPLATE["Parameters"]["SourceKind"]["AllowedValues"]
+NO_VALUE = {"Ref": "AWS::NoValue"}
 
 
 def of_type(kind: str) -> dict[str, Any]:
     return {name: r for name, r in RESOURCES.items() if r["Type"] == kind}
 
 
-def allow_statements() -> Iterator[tuple[str, dict[str, Any]]]:
+def resolve(value: Any, conditions: dict[str, bool]) -> Any:
+    """`value` with each Fn::If decided and each AWS::NoValue dropped, as CloudFormation does."""
+    if isinstance(value, dict):
+        if set(value) == {"Fn::If"}:
+            name, when_true, when_false = value["Fn::If"]
+            return resolve(when_true if conditions[name] else when_false, conditions)
+        resolved = {k: resolve(v, conditions) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v != NO_VALUE}
+    if isinstance(value, list):
+        return [v for v in (resolve(item, conditions) for item in value) if v != NO_VALUE]
+    return value
+
+
+def deployed(source_kind: str) -> dict[str, Any]:
+    """The resources a deploy with this SourceKind creates (other parameters at their defaults)."""
+    conditions = {
+        "PostgresSource": source_kind == "postgres",
+        "ExpireSnapshots": True,
+        "PublicTriggerUrl": True,
+        "IamTriggerUrl": False,
+    }
+    assert set(conditions) == set(TEMPLATE["Conditions"])
+    return {
+        name: resolve(resource, conditions)
+        for name, resource in RESOURCES.items()
+        if conditions.get(resource.get("Condition", ""), True)
+    }
+
+
+def allow_statements(resources: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every Allow statement our roles, managed policies and users grant."""
-    for name, resource in RESOURCES.items():
+    for name, resource in resources.items():
         props = resource.get("Properties", {})
         documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
         if resource["Type"] == "AWS::IAM::ManagedPolicy":
@@ -49,8 +80,9 @@ def test_cfn_lint_passes() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_no_policy_allows_a_wildcard_action_or_resource() -> None:
-    statements = list(allow_statements())
+@pytest.mark.parametrize("source_kind", SOURCE_KINDS)
+def test_no_policy_allows_a_wildcard_action_or_resource(source_kind: str) -> None:
+    statements = list(allow_statements(deployed(source_kind)))
     assert len(statements) >= 12
     for owner, statement in statements:
         for action in as_list(statement["Action"]):
@@ -62,28 +94,90 @@ def test_no_policy_allows_a_wildcard_action_or_resource() -> None:
                 assert resource["Fn::Sub"] == "${SnapshotBucket.Arn}/${SnapshotPrefix}/*", owner
 
 
-def test_each_function_reads_only_the_secrets_it_needs_and_the_trigger_invokes_only_the_worker() -> None:
-    def grants(role: str, action: str) -> list[Any]:
-        return [
-            r
-            for owner, s in allow_statements()
-            if owner == role and action in as_list(s["Action"])
-            for r in as_list(s["Resource"])
-        ]
+def grants(resources: dict[str, Any], role: str, action: str) -> list[Any]:
+    return [
+        r
+        for owner, s in allow_statements(resources)
+        if owner == role and action in as_list(s["Action"])
+        for r in as_list(s["Resource"])
+    ]
 
-    assert grants("TriggerRole", "secretsmanager:GetSecretValue") == [{"Ref": "TriggerSigningSecret"}]
-    assert grants("ExportSnapshotRole", "secretsmanager:GetSecretValue") == [{"Ref": "XataApiKeySecret"}]
-    assert grants("SyncConvexRole", "secretsmanager:GetSecretValue") == [{"Ref": "ConvexDeployKeySecret"}]
-    assert grants("SyncWorkerRole", "secretsmanager:GetSecretValue") == [
-        {"Ref": "XataApiKeySecret"},
+
+@pytest.mark.parametrize(
+    ("source_kind", "source_secret"),
+    [("xata-rest", "XataApiKeySecret"), ("postgres", "XataPostgresUrlSecret")],
+)
+def test_each_function_reads_only_the_secrets_it_needs_and_the_trigger_invokes_only_the_worker(
+    source_kind: str, source_secret: str
+) -> None:
+    resources = deployed(source_kind)
+    secrets = "secretsmanager:GetSecretValue"
+    assert grants(resources, "TriggerRole", secrets) == [{"Ref": "TriggerSigningSecret"}]
+    assert grants(resources, "ExportSnapshotRole", secrets) == [{"Ref": source_secret}]
+    assert grants(resources, "SyncConvexRole", secrets) == [{"Ref": "ConvexDeployKeySecret"}]
+    assert grants(resources, "SyncWorkerRole", secrets) == [
+        {"Ref": source_secret},
         {"Ref": "ConvexDeployKeySecret"},
     ]
-    assert grants("TriggerRole", "lambda:InvokeFunction") == [{"Fn::GetAtt": ["SyncWorkerFunction", "Arn"]}]
+    assert grants(resources, "TriggerRole", "lambda:InvokeFunction") == [
+        {"Fn::GetAtt": ["SyncWorkerFunction", "Arn"]}
+    ]
     for name, function in of_type("AWS::Serverless::Function").items():
         role = function["Properties"]["Role"]["Fn::GetAtt"][0]
-        assert grants(role, "logs:PutLogEvents") == [
+        assert grants(resources, role, "logs:PutLogEvents") == [
             {"Fn::GetAtt": [function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"], "Arn"]}
         ], name
+
+
+@pytest.mark.parametrize("source_kind", SOURCE_KINDS)
+def test_every_secret_a_function_is_told_about_exists_and_its_role_may_read_it(source_kind: str) -> None:
+    resources = deployed(source_kind)
+    code = "".join(
+        (REPO / "layers/xata2convex/xata2convex" / module).read_text()
+        for module in ("config.py", "trigger.py")
+    )
+    for name, function in resources.items():
+        if function["Type"] != "AWS::Serverless::Function":
+            continue
+        variables = function["Properties"]["Environment"]["Variables"]
+        named = {k: v["Ref"] for k, v in variables.items() if k.endswith("_SECRET_ARN")}
+        for variable, secret in named.items():
+            assert f'"{variable}"' in code, f"{name}: the code never reads {variable}"
+            assert resources[secret]["Type"] == "AWS::SecretsManager::Secret", (name, variable)
+        role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+        readable = grants(resources, role, "secretsmanager:GetSecretValue")
+        assert sorted(r["Ref"] for r in readable) == sorted(named.values()), name
+
+
+def test_the_postgres_source_is_a_choice_whose_secret_the_user_sets() -> None:
+    parameter = TEMPLATE["Parameters"]["SourceKind"]
+    assert parameter["Default"] == "xata-rest" and SOURCE_KINDS == ["xata-rest", "postgres"]
+    assert TEMPLATE["Conditions"]["PostgresSource"] == {"Fn::Equals": [{"Ref": "SourceKind"}, "postgres"]}
+    secret = RESOURCES["XataPostgresUrlSecret"]
+    assert secret["Condition"] == "PostgresSource"
+    assert not {"SecretString", "GenerateSecretString"} & set(secret["Properties"])  # the user sets it
+    assert TEMPLATE["Outputs"]["XataPostgresUrlSecretArn"]["Condition"] == "PostgresSource"
+
+
+@pytest.mark.parametrize(
+    ("source_kind", "variable", "secret"),
+    [
+        ("xata-rest", "XATA_API_KEY_SECRET_ARN", "XataApiKeySecret"),
+        ("postgres", "XATA_POSTGRES_URL_SECRET_ARN", "XataPostgresUrlSecret"),
+    ],
+)
+def test_only_the_export_and_the_worker_are_told_the_source_secret(
+    source_kind: str, variable: str, secret: str
+) -> None:
+    resources = deployed(source_kind)
+    assert ("XataPostgresUrlSecret" in resources) == (source_kind == "postgres")
+    for name in of_type("AWS::Serverless::Function"):
+        variables = resources[name]["Properties"]["Environment"]["Variables"]
+        source = {k: v for k, v in variables.items() if k.startswith("XATA_") and k.endswith("_SECRET_ARN")}
+        expected = (
+            {variable: {"Ref": secret}} if name in ("ExportSnapshotFunction", "SyncWorkerFunction") else {}
+        )
+        assert source == expected, name
 
 
 def test_the_bucket_is_private_versioned_encrypted_and_expires_old_snapshots() -> None:
@@ -155,7 +249,9 @@ def test_functions_layer_and_log_groups_fit_together() -> None:
         group = RESOURCES[function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]]
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
     secrets = of_type("AWS::SecretsManager::Secret")
-    assert set(secrets) == {"XataApiKeySecret", "ConvexDeployKeySecret", "TriggerSigningSecret"}
+    assert set(secrets) == {
+        "XataApiKeySecret", "ConvexDeployKeySecret", "TriggerSigningSecret", "XataPostgresUrlSecret"
+    }  # fmt: skip
     assert secrets["TriggerSigningSecret"]["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
 
 
@@ -164,7 +260,7 @@ def test_samconfig_deploys_this_template_with_iam_capability() -> None:
     deploy = config["default"]["deploy"]["parameters"]
     assert deploy["capabilities"] == "CAPABILITY_IAM" and deploy["resolve_s3"] is True
     overrides = deploy["parameter_overrides"]
-    for parameter in ("XataDatabaseUrl", "ConvexUrl"):
+    for parameter in ("XataDatabaseUrl", "ConvexUrl", "SourceKind"):
         assert parameter in overrides and parameter in TEMPLATE["Parameters"]
 
 

@@ -17,6 +17,7 @@ logger = Logger(service="xata2convex")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config = load_lambda_config()
     try:
+        trigger.check_snapshot_folder(config)
         manifest = jobs.run_export(config)
     except Exception as exc:
         raise trigger.scrubbed_failure(exc, config) from None

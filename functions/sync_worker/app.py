@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from xata2convex import trigger
-from xata2convex.config import load_lambda_config
+from xata2convex.config import ConfigError, load_lambda_config
 
 logger = Logger(service="xata2convex")
 
@@ -26,6 +26,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         reason = f"could not load settings ({type(exc).__name__})"
         trigger.abandon_run(request, reason)
         raise trigger.JobFailed(f"run {request.run_id}: {reason}") from None
+    try:
+        trigger.check_snapshot_folder(config)
+    except ConfigError as exc:
+        # abandon_run frees the lock where the trigger took it: the folder XATA_DATABASE_URL names.
+        trigger.abandon_run(request, str(exc))
+        raise trigger.JobFailed(f"run {request.run_id}: {exc}") from None
     report = trigger.run_worker(config, request)
     if report["status"] == "failed":
         raise trigger.JobFailed(f"run {request.run_id} failed: {report['error']}")

@@ -28,6 +28,7 @@ from .model import XataToConvexError
 from .snapshot import SnapshotStore
 from .storage import BlobStore, PreconditionFailed
 from .sync import SyncOptions
+from .xata_source import parse_database_url
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +362,23 @@ def run_worker(
         return _failed(config, store, request, exc)
     finally:
         lock.release(request.run_id)
+
+
+def check_snapshot_folder(config: Config) -> None:
+    """With the Postgres source, XATA_DATABASE_URL must name the Postgres URL's database and branch.
+
+    The trigger and the sync Lambda, which never see the Postgres URL, find the snapshot folder (lock,
+    replay markers, snapshots) from XATA_DATABASE_URL; the export and the worker find it from their source.
+    """
+    if not (config.xata_postgres_url and config.xata_database_url):
+        return
+    from_source = jobs.source_identity(config)
+    from_url = parse_database_url(config.xata_database_url)
+    if from_source != from_url:
+        raise ConfigError(
+            f"XATA_POSTGRES_URL names database {':'.join(from_source)} but XATA_DATABASE_URL names "
+            f"{':'.join(from_url)}; both must name the same database and branch (the snapshot folder)"
+        )
 
 
 def abandon_run(request: TriggerRequest, reason: str) -> None:

@@ -56,8 +56,8 @@ def _first_existing(relative: Path, *roots: Path) -> Path:
 class LocalConvex:
     """A local Convex deployment for `project_dir/convex` (default: the current directory's).
 
-    `port=0` picks a free port. The deploy key is random unless given. Use as a context manager,
-    or call `start()` and `stop()`.
+    `port=0` picks a free port. The deploy key is `local:` plus random characters unless given (it is
+    never taken from the environment). Use as a context manager, or call `start()` and `stop()`.
     """
 
     def __init__(
@@ -230,12 +230,14 @@ def _pump(stream: IO[str], sink: Callable[[str], None], on_close: Callable[[], N
     "--port", type=int, default=3210, show_default=True, help="Port to listen on (0: any free port)."
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
-def convex_command(port: int, host: str) -> None:
-    """Serve ./convex as a local Convex deployment in the foreground; print the settings to use.
-
-    The deploy key is $CONVEX_DEPLOY_KEY when set, else a random one.
-    """
-    convex = LocalConvex(Path.cwd(), port=port, host=host, deploy_key=os.environ.get("CONVEX_DEPLOY_KEY"))
+@click.option(
+    "--deploy-key",
+    help="The deploy key this local deployment accepts (default: a random `local:` key). "
+    "Never read from $CONVEX_DEPLOY_KEY, which may hold a real deployment's key: it is printed.",
+)
+def convex_command(port: int, host: str, deploy_key: str | None) -> None:
+    """Serve ./convex as a local Convex deployment in the foreground; print the settings to use."""
+    convex = LocalConvex(Path.cwd(), port=port, host=host, deploy_key=deploy_key)
     stopped = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
