@@ -38,7 +38,8 @@ def new_snapshot_id(now: datetime | None = None) -> str:
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{suffix:04x}"
 
 
-def _json_bytes(value: Any) -> bytes:
+def json_bytes(value: Any) -> bytes:
+    """How every JSON object of the store is written: indented UTF-8, newline-terminated."""
     return (json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False) + "\n").encode()
 
 
@@ -97,7 +98,7 @@ class SnapshotStore:
 
     # --- writing ---
     def write_schema(self, snapshot_id: str, raw_schema: Any) -> None:
-        self.blobs.put(self.snapshot_key(snapshot_id, "schema.json"), _json_bytes(raw_schema))
+        self.blobs.put(self.snapshot_key(snapshot_id, "schema.json"), json_bytes(raw_schema))
 
     def write_table(
         self, snapshot_id: str, table: TableSchema, pages: Iterable[list[Record]]
@@ -128,7 +129,7 @@ class SnapshotStore:
         """Written last: a snapshot without a manifest is incomplete and never read."""
         self.blobs.put(
             self.snapshot_key(manifest.snapshot_id, "manifest.json"),
-            _json_bytes(manifest.to_json()),
+            json_bytes(manifest.to_json()),
             if_none_match=True,
         )
 
@@ -195,14 +196,14 @@ class SnapshotStore:
     def write_state(self, state: dict[str, Any], *, expected_etag: str | None) -> str:
         key = self.state_key()
         if expected_etag is None:
-            return self.blobs.put(key, _json_bytes(state), if_none_match=True)
-        return self.blobs.put(key, _json_bytes(state), if_match=expected_etag)
+            return self.blobs.put(key, json_bytes(state), if_none_match=True)
+        return self.blobs.put(key, json_bytes(state), if_match=expected_etag)
 
     def run_key(self, run_id: str) -> str:
         return f"{self.base}runs/{run_id}.json"
 
     def write_run_report(self, run_id: str, report: dict[str, Any]) -> None:
-        self.blobs.put(self.run_key(run_id), _json_bytes(report))
+        self.blobs.put(self.run_key(run_id), json_bytes(report))
 
     def read_run_report(self, run_id: str) -> dict[str, Any] | None:
         blob = self.blobs.get(self.run_key(run_id))

@@ -46,6 +46,22 @@ class SyncOptions:
     run_id: str | None = None
     stop_after_batches: int | None = None  # fault hook: stop the push after this many batches
 
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> SyncOptions:
+        """From a direct-invoke event `{"snapshotId"?, "full"?, "dryRun"?, "runId"?}`, checked strictly."""
+        fields: dict[str, type] = {"snapshotId": str, "full": bool, "dryRun": bool, "runId": str}
+        for name, value in event.items():
+            if name not in fields:
+                raise ValueError(f"unknown event field {name!r}; expected {', '.join(fields)}")
+            if not isinstance(value, fields[name]):
+                raise ValueError(f"event field {name!r} must be a {fields[name].__name__}")
+        return cls(
+            snapshot_id=event.get("snapshotId"),
+            full=event.get("full", False),
+            dry_run=event.get("dryRun", False),
+            run_id=event.get("runId"),
+        )
+
 
 @dataclass
 class TableResult:

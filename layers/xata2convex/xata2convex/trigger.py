@@ -25,7 +25,7 @@ from typing import Any, Literal, cast
 from . import jobs
 from .config import Config, ConfigError, scrub
 from .model import XataToConvexError
-from .snapshot import SnapshotStore
+from .snapshot import SnapshotStore, json_bytes
 from .storage import BlobStore, PreconditionFailed
 from .sync import SyncOptions
 from .xata_source import parse_database_url
@@ -158,10 +158,6 @@ def load_trigger_secret(env: Mapping[str, str] | None = None) -> str:
 # --- run lock and replay guard ---------------------------------------------------------------
 
 
-def _json_bytes(value: Any) -> bytes:
-    return (json.dumps(value, indent=2) + "\n").encode()
-
-
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -216,9 +212,9 @@ class RunLock:
         lease = {"runId": run_id, "acquiredAt": now, "expiresAt": now + self.lease_seconds}
         try:
             if etag is None:
-                self.blobs.put(self.key, _json_bytes(lease), if_none_match=True)
+                self.blobs.put(self.key, json_bytes(lease), if_none_match=True)
             else:
-                self.blobs.put(self.key, _json_bytes(lease), if_match=etag)
+                self.blobs.put(self.key, json_bytes(lease), if_match=etag)
         except PreconditionFailed as exc:
             raise RunInProgress("another trigger took the run lock at the same moment") from exc
         if held.get("runId") and not held.get("releasedAt"):
@@ -231,7 +227,7 @@ class RunLock:
             log.warning("run %s no longer holds the run lock; nothing to release", run_id)
             return False
         try:
-            self.blobs.put(self.key, _json_bytes({**held, "releasedAt": self.clock()}), if_match=etag)
+            self.blobs.put(self.key, json_bytes({**held, "releasedAt": self.clock()}), if_match=etag)
         except PreconditionFailed:
             log.warning("run %s lost the run lock before releasing it", run_id)
             return False
@@ -242,9 +238,7 @@ def claim_run_id(store: SnapshotStore, request: TriggerRequest, now: float) -> N
     """Replay guard: the first request with a run id creates its marker; any later one gets 409."""
     marker = {**request.to_json(), "receivedAt": _iso(now)}
     try:
-        store.blobs.put(
-            f"{store.base}triggers/{request.run_id}.json", _json_bytes(marker), if_none_match=True
-        )
+        store.blobs.put(f"{store.base}triggers/{request.run_id}.json", json_bytes(marker), if_none_match=True)
     except PreconditionFailed as exc:
         raise RunReplayed(f"run id {request.run_id!r} was already used") from exc
 
