@@ -82,6 +82,11 @@ def test_errors_name_the_missing_setting_and_never_print_keys(env: dict[str, str
     assert result.exit_code == 1 and "missing setting(s): XATA_API_KEY, XATA_DATABASE_URL" in result.output
     wrong = invoke({**env, "XATA_API_KEY": "xau_secret_wrong_key"}, "export")
     assert wrong.exit_code == 1 and "401" in wrong.output and "xau_secret_wrong_key" not in wrong.output
+    as_json = CliRunner().invoke(main, ["sync", "--json"], env=env)
+    assert as_json.exit_code == 1  # the JSON object comes first; the runner also shows stderr after it
+    assert json.loads(as_json.output.splitlines()[0]) == {
+        "error": "missing setting(s): CONVEX_URL, CONVEX_DEPLOY_KEY"
+    }
 
 
 def test_sync_run_verify_and_schema(xata_standin: XataStandInFactory, tmp_path: Path) -> None:

@@ -189,18 +189,63 @@ def _run_with_fault(setup: Setup, stop_after: int) -> None:
 
 def test_mass_delete_guard_withholds_deletes(setup: Setup) -> None:
     setup.run()
-    ids = [r["id"] for r in setup.sdk.data().query("teams", {"page": {"size": 50}})["records"]]
-    for record_id in ids[: len(ids) - 1]:
-        setup.sdk.records().delete("teams", record_id)
+    ids = [r["id"] for r in setup.sdk.data().query("users", {"page": {"size": 50}})["records"]]
+    for record_id in ids[:-1]:
+        setup.sdk.records().delete("users", record_id)
     guarded = setup.run()
-    teams = guarded["tables"]["teams"]
-    assert teams["status"] == "blocked" and "mass-delete guard" in teams["message"]
-    assert setup.writes()[1] == 0
+    users = guarded["tables"]["users"]
+    assert users["status"] == "blocked" and "mass-delete guard" in users["message"]
+    assert users["deleted"] == len(ids) - 1 and setup.writes()[1] == 0
     state = setup.store().read_state()[0]
     assert state is not None and state["snapshotId"] != guarded["snapshotId"]
     allowed = setup.run(allow_mass_delete=True)
-    assert allowed["tables"]["teams"]["status"] == "applied"
-    assert setup.writes()[1] == teams["deleted"]
+    assert allowed["tables"]["users"]["status"] == "applied"
+    assert set(setup.documents("users")) <= {ids[-1]}
+    assert setup.writes()[1] == allowed["tables"]["users"]["deleted"] > 0
+
+
+def test_small_tables_may_shrink_below_the_guard(setup: Setup) -> None:
+    setup.run()
+    ids = [r["id"] for r in setup.sdk.data().query("teams", {"page": {"size": 50}})["records"]]
+    for record_id in ids[:-1]:  # 3 of 4 rows: over 50%, but fewer than 10 deletes
+        setup.sdk.records().delete("teams", record_id)
+    report = setup.run()
+    assert report["tables"]["teams"]["status"] == "applied" and report["tables"]["teams"]["deleted"] == 3
+
+
+def test_a_record_added_and_deleted_around_a_dead_run_leaves_convex(setup: Setup) -> None:
+    setup.run()
+    ghost = setup.sdk.records().insert("teams", {"name": "ghost"})["id"]
+    for i in range(40):
+        setup.sdk.records().insert("users", {"name": f"bulk {i}"})
+    with pytest.raises(BatchLimitReached):
+        _run_with_fault(setup, stop_after=3)  # teams (with the ghost) finished, users half-written
+    assert ghost in setup.documents("teams")
+    progress = setup.store().read_progress()
+    assert progress is not None and progress["tables"]["teams"]["status"] == "applied"
+    assert progress["tables"]["users"]["status"] == "pushing"
+    setup.sdk.records().delete("teams", ghost)
+    report = setup.run()
+    assert report["tables"]["teams"]["deleted"] == 1  # diffed from the snapshot the dead run reached
+    assert "reconciled with Convex" in report["tables"]["users"]["message"]
+    assert ghost not in setup.documents("teams") and setup.store().read_progress() is None
+    verify = jobs.verify(setup.config)
+    assert all(t["missing"] == t["extra"] == t["different"] == 0 for t in verify["tables"].values())
+
+
+def test_a_retyped_column_rewrites_every_record(setup: Setup, tmp_path: Path) -> None:
+    report = setup.run()
+    store = setup.store()
+    snapshot_id = report["snapshotId"]
+    schema = json.loads(store.blobs.get(store.snapshot_key(snapshot_id, "schema.json")).data)  # type: ignore[union-attr]
+    # Pretend `name` was `text` when it was applied: same CSV bytes, another type.
+    next(c for t in schema["tables"] if t["name"] == "teams" for c in t["columns"] if c["name"] == "name")[
+        "type"
+    ] = "text"
+    store.blobs.put(store.snapshot_key(snapshot_id, "schema.json"), json.dumps(schema).encode())
+    again = setup.run()
+    assert "changed type; every record rewritten" in again["tables"]["teams"]["message"]
+    assert again["tables"]["teams"]["status"] == "applied"
 
 
 def test_full_sync_reconciles_documents_xata_no_longer_has(setup: Setup) -> None:

@@ -52,15 +52,20 @@ def build_config(kwargs: dict[str, Any]) -> Config:
 
 
 def reports_errors(func: F) -> F:
-    """Our own errors end the command with a one-line message (secrets scrubbed) and exit 1."""
+    """Our own errors end the command with a one-line message (secrets scrubbed) and exit 1; with
+    --json the message is also the one JSON object on stdout, `{"error": ...}`."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
         try:
             return func(*args, **kwargs)
         except XataToConvexError as exc:
             secrets = Config.from_env().secrets() + [str(v) for k, v in kwargs.items() if "key" in k and v]
-            click.echo(f"error: {scrub(str(exc), secrets)}", err=True)
+            message = scrub(str(exc), secrets)
+            if as_json:
+                click.echo(json.dumps({"error": message}, ensure_ascii=False))
+            click.echo(f"error: {message}", err=True)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]

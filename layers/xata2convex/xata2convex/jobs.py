@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -9,12 +10,14 @@ from .config import Config, ConfigError, scrub
 from .convex_sink import ConvexHttp, MirrorWriter
 from .export import export_snapshot
 from .mirror import epoch_ms
-from .model import SnapshotError, SnapshotManifest, Source
+from .model import SnapshotError, SnapshotManifest, Source, XataToConvexError
 from .snapshot import SnapshotStore
 from .storage import open_blob_store
 from .sync import Sync, SyncOptions
 from .verify import verify_snapshot
 from .xata_source import XataSdkSource, XataSettings, parse_database_url
+
+log = logging.getLogger(__name__)
 
 
 def open_source(config: Config) -> Source:
@@ -86,7 +89,12 @@ def run_sync(config: Config, options: SyncOptions, *, trigger: str | None = None
             convex, {"runId": sync.run_id, "status": "failed", "error": scrub(str(exc), config.secrets())}
         )
         raise
-    record_run(convex, report, trigger)
+    try:
+        record_run(convex, report, trigger)
+    except XataToConvexError as exc:  # the run itself is done and reported in S3 runs/: keep it so
+        log.warning(
+            "could not mirror run %s into syncRuns: %s", sync.run_id, scrub(str(exc), config.secrets())
+        )
     return report
 
 

@@ -199,6 +199,20 @@ class SnapshotStore:
             return self.blobs.put(key, json_bytes(state), if_none_match=True)
         return self.blobs.put(key, json_bytes(state), if_match=expected_etag)
 
+    def progress_key(self) -> str:
+        return f"{self.base}state/progress.json"
+
+    def read_progress(self) -> dict[str, Any] | None:
+        """What a run in progress (or one that died) has written so far; see sync.py."""
+        blob = self.blobs.get(self.progress_key())
+        return None if blob is None else json.loads(blob.data)
+
+    def write_progress(self, progress: dict[str, Any]) -> None:
+        self.blobs.put(self.progress_key(), json_bytes(progress))  # one run at a time holds the lock
+
+    def clear_progress(self) -> None:
+        self.blobs.delete(self.progress_key())
+
     def run_key(self, run_id: str) -> str:
         return f"{self.base}runs/{run_id}.json"
 

@@ -2,9 +2,17 @@
 
 State (`state/applied.json`) records, per Xata table, the snapshot last applied to Convex and the
 records Convex refused (retried every run until they are fixed in Xata); its top-level `snapshotId`
-is the snapshot last applied to *every* table. State is written once, at the end, and only when the
-push finished: a run that fails part-way leaves it as it was, and the next run (every write being
-an idempotent upsert or delete by `xata_id`) converges.
+is the snapshot last applied to *every* table. It is written once, at the end of a run.
+
+While a run writes, `state/progress.json` says which tables it has started writing and which it has
+finished. A run that dies part-way (a crash, the Lambda timeout) leaves applied.json as it was and
+progress.json behind, and the next run
+- resumes: a table the dead run finished is diffed from the snapshot it reached, not redone;
+- reconciles a table the dead run had started: Convex may hold records that were added and then
+  deleted since, which no diff between two snapshots would show, so the table is compared with
+  what Convex holds (every write is an idempotent upsert or delete by `xata_id`).
+A table held back after writing part of its changes (mass-delete guard, an error) is marked `dirty`
+in applied.json and reconciled the same way next time.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from .diff import TableDiff, TableDiffer
 from .drift import FIX_COMMAND, SchemaDrift, detect_drift
 from .mirror import MirrorPlan, TablePlan, to_convex_document
 from .model import (
+    DatabaseSchema,
     RecordError,
     SnapshotError,
     SnapshotManifest,
@@ -41,7 +50,8 @@ class SyncOptions:
     snapshot_id: str | None = None  # default: the newest complete snapshot
     full: bool = False  # reload everything and delete mirrored documents not in the snapshot
     dry_run: bool = False  # diff only: nothing written to Convex or to the state
-    max_delete_share: float = 0.5  # mass-delete guard
+    max_delete_share: float = 0.5  # mass-delete guard: largest share of a table one run may delete
+    min_guarded_deletes: int = 10  # ... once it deletes at least this many rows (small tables shrink)
     allow_mass_delete: bool = False
     run_id: str | None = None
     stop_after_batches: int | None = None  # fault hook: stop the push after this many batches
@@ -105,6 +115,8 @@ class Sync:
         self.run_id = options.run_id or new_run_id()
         self._writes = not options.dry_run
         self._manifests: dict[str, SnapshotManifest] = {}
+        self._schemas: dict[str, DatabaseSchema] = {}
+        self._progress: dict[str, Any] = {"tables": {}}
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
@@ -117,6 +129,12 @@ class Sync:
         plan = MirrorPlan.from_schema(schema)
         state, etag = self.store.read_state()
         state = state or {"tables": {}}
+        left_behind = self.store.read_progress() or {"tables": {}}  # by a run that did not finish
+        self._progress = {
+            "runId": self.run_id,
+            "snapshotId": snapshot_id,
+            "tables": dict(left_behind["tables"]),
+        }
         drift = SchemaDrift()
         if self.writer is not None:
             drift = detect_drift(
@@ -132,7 +150,7 @@ class Sync:
                 results[name] = TableResult(TableDiff(name), status="drift", message=message)
                 continue
             try:
-                results[name] = self._sync_table(snapshot_id, table, state["tables"].get(name))
+                results[name] = self._sync_table(snapshot_id, table, self._base_entry(name, state))
             except BatchLimitReached:
                 raise  # the fault hook stands for a crash: nothing after it may run
             except XataToConvexError as exc:  # this table stays where it was; the others go on
@@ -143,8 +161,24 @@ class Sync:
         report = self._report(snapshot_id, started_at, started, results, drift)
         if not self.options.dry_run:
             self._advance_state(state, etag, snapshot_id, manifest.tables, results)
+            self.store.clear_progress()
             self.store.write_run_report(self.run_id, report)
         return report
+
+    def _base_entry(self, name: str, state: dict[str, Any]) -> dict[str, Any] | None:
+        """What Convex holds of a table: applied.json's entry, or what a run that died left behind."""
+        entry: dict[str, Any] | None = state["tables"].get(name)
+        carried = self._progress["tables"].get(name)
+        if carried and carried["status"] == "applied":
+            return {k: carried[k] for k in ("snapshotId", "sha256", "rejected")}
+        if carried:  # the dead run had started writing this table
+            return {**(entry or {}), "dirty": True}
+        return entry
+
+    def _mark(self, name: str, progress: dict[str, Any]) -> None:
+        if self._writes:
+            self._progress["tables"][name] = progress
+            self.store.write_progress(self._progress)
 
     # --- one table ---
     def _sync_table(self, snapshot_id: str, table: TablePlan, applied: dict[str, Any] | None) -> TableResult:
@@ -154,13 +188,10 @@ class Sync:
         old = self._applied_manifest(applied, name)
         retry = frozenset(applied.get("rejected", [])) if applied else frozenset()
         result = TableResult(TableDiff(name))
-        # Reconcile against what Convex holds when asked to (--full) or when the snapshot the state
-        # names is gone (e.g. expired): a diff against nothing would never see deletes.
-        reconcile = self.options.full or (applied is not None and old is None)
-        if applied is not None and old is None and not self.options.full:
-            result.message = (
-                f"snapshot {applied.get('snapshotId')} last applied is gone; reconciled with Convex"
-            )
+        # Compare with what Convex holds, not with a snapshot, when a diff could not tell the truth.
+        reason = self._reconcile_reason(name, applied, old, new)
+        reconcile = self.options.full or reason is not None
+        result.message = reason
         if not reconcile and old and old.table(name).sha256 == new.table(name).sha256 and not retry:
             result.diff.unchanged = new.table(name).rows
             result.status = "unchanged"
@@ -179,6 +210,7 @@ class Sync:
         seen: set[str] | None = set() if reconcile else None
         documents = self._documents(table, differ, deletes, seen, result)
         stats = PushStats()
+        self._mark(name, {"status": "pushing"})
         if self._writes and self.writer is not None:
             self.writer.upsert(table.convex_name, documents, stats)
         else:
@@ -195,7 +227,8 @@ class Sync:
                 result.diff = TableDiff(name, stats.inserted, stats.updated, 0, stats.unchanged)
             result.diff.deleted = len(deletes)
         share = len(deletes) / base_rows if base_rows else 0.0
-        if deletes and share > self.options.max_delete_share and not self.options.allow_mass_delete:
+        guarded = len(deletes) >= self.options.min_guarded_deletes and share > self.options.max_delete_share
+        if guarded and not self.options.allow_mass_delete:
             result.status = "blocked"
             result.message = (
                 f"{len(deletes)} of {base_rows} rows ({share:.0%}) would be deleted, over the mass-delete "
@@ -206,9 +239,36 @@ class Sync:
             self.writer.delete(table.convex_name, deletes, stats)
         if self.options.dry_run and result.status != "blocked":
             result.status = "dry-run"
+        if result.applied:
+            entry = {"snapshotId": snapshot_id, "sha256": new.table(name).sha256, "rejected": result.rejected}
+            self._mark(name, {"status": "applied", **entry})
         result.batches = stats.batches
         result.duration_ms = int((time.monotonic() - started) * 1000)
         return result
+
+    def _reconcile_reason(
+        self, name: str, applied: dict[str, Any] | None, old: SnapshotManifest | None, new: SnapshotManifest
+    ) -> str | None:
+        if applied is None:
+            return None  # never applied: everything is added, and upserts by xata_id make no duplicates
+        if applied.get("dirty"):
+            return "an earlier run stopped while writing this table; reconciled with Convex"
+        if old is None:
+            return f"snapshot {applied.get('snapshotId')} last applied is gone; reconciled with Convex"
+        before = {c.name: c.type for c in self._schema(old.snapshot_id).table(name).columns}
+        retyped = [
+            c.name
+            for c in self._schema(new.snapshot_id).table(name).columns
+            if before.get(c.name, c.type) != c.type
+        ]
+        if retyped:  # the same text may now decode to other values (e.g. "5" -> 5)
+            return f"column(s) {', '.join(map(repr, retyped))} changed type; every record rewritten"
+        return None
+
+    def _schema(self, snapshot_id: str) -> DatabaseSchema:
+        if snapshot_id not in self._schemas:
+            self._schemas[snapshot_id] = self.store.read_schema(snapshot_id)
+        return self._schemas[snapshot_id]
 
     def _manifest(self, snapshot_id: str) -> SnapshotManifest:
         if snapshot_id not in self._manifests:
@@ -235,6 +295,7 @@ class Sync:
         seen: set[str] | None,
         result: TableResult,
     ) -> Iterator[dict[str, Any]]:
+        refused: dict[str, int] = {}
         for change in differ:
             if change.record is None:
                 deletes.append(change.record_id)
@@ -246,7 +307,10 @@ class Sync:
             except RecordError as exc:
                 result.errors.append(str(exc))
                 result.rejected.append(change.record_id)
-        result.diff = differ.result
+                refused[change.kind] = refused.get(change.kind, 0) + 1
+        result.diff = differ.result  # refused records are reported as errors, not as added or changed
+        result.diff.added -= refused.get("added", 0)
+        result.diff.changed -= refused.get("changed", 0)
 
     # --- state and report ---
     def _advance_state(
@@ -259,9 +323,14 @@ class Sync:
     ) -> None:
         tables = dict(state.get("tables", {}))
         for name, result in results.items():
+            carried = self._progress["tables"].get(name)
             if result.applied:
                 sha = next(t.sha256 for t in manifests if t.name == name)
                 tables[name] = {"snapshotId": snapshot_id, "sha256": sha, "rejected": result.rejected}
+            elif carried and carried["status"] == "applied":  # reached by a run that died; keep it
+                tables[name] = {k: carried[k] for k in ("snapshotId", "sha256", "rejected")}
+            elif carried:  # part of this table's changes were written, then it was held back
+                tables[name] = {**tables.get(name, {}), "dirty": True}
         for name in list(tables):
             if name not in results:
                 del tables[name]  # the table is gone from Xata
@@ -278,10 +347,10 @@ class Sync:
         results: dict[str, TableResult],
         drift: SchemaDrift,
     ) -> dict[str, Any]:
-        if all(r.status in ("applied", "unchanged", "dry-run") and not r.errors for r in results.values()):
-            status = "succeeded"
-        else:
-            status = "partial"
+        clean = all(
+            r.status in ("applied", "unchanged", "dry-run") and not r.errors for r in results.values()
+        )
+        status = "succeeded" if clean and not drift.dropped else "partial"
         return {
             "runId": self.run_id,
             "snapshotId": snapshot_id,
