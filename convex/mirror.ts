@@ -2,6 +2,11 @@
  * The mirror's write and read path. Internal only: the sync calls these with the deploy key.
  * Table names arrive as strings, so every function first checks the name against the
  * generated `xataTables`; documents are found through each table's `by_xata_id` index.
+ *
+ * Convex fails a transaction that reads over 16 MiB. The caller sizes batches by the new
+ * documents only, while the existing documents a batch replaces or deletes can be far larger, so
+ * upsertBatch and deleteBatch stop at READ_BUDGET_BYTES and return how many items they
+ * `processed`; the caller sends the rest again. listPage bounds each page the same way.
  */
 import {
   type GenericDatabaseReader,
@@ -11,11 +16,17 @@ import {
   paginationOptsValidator,
   paginationResultValidator,
 } from "convex/server";
-import { ConvexError, type GenericId, type Value, v } from "convex/values";
+import { ConvexError, type GenericId, type Value, getDocumentSize, v } from "convex/values";
 import { internalMutation, internalQuery } from "./_generated/server";
 import { xataSchemaHash, xataTableMap, xataTables } from "./xataTables";
 
 const SYSTEM_FIELDS = ["_id", "_creationTime"] as const;
+
+/*
+ * Half of Convex's 16 MiB read limit. A batch stops before its next item once this much is read;
+ * one item reads one document of at most 1 MiB (plus any duplicates), so the limit is not reached.
+ */
+const READ_BUDGET_BYTES = 8 * 1024 * 1024;
 
 /** The name of a mirrored table, or a ConvexError naming the unknown one. */
 function mirrorTable(table: string): string {
@@ -40,16 +51,25 @@ function untyped<Db>(db: Db): GenericDatabaseWriter<GenericDataModel> {
   return db as unknown as GenericDatabaseWriter<GenericDataModel>;
 }
 
+/** Every document with this `xata_id`: normally one, more if something else loaded the table. */
 async function findByXataId(
   db: GenericDatabaseReader<GenericDataModel>,
   table: string,
   xataId: string,
-): Promise<MirroredDocument | null> {
-  const doc = await db
+): Promise<MirroredDocument[]> {
+  const docs = await db
     .query(table)
     .withIndex("by_xata_id", (q) => q.eq("xata_id", xataId))
-    .unique();
-  return doc as MirroredDocument | null;
+    .collect();
+  return docs as MirroredDocument[];
+}
+
+/*
+ * Bytes a document costs the read limit. Counted twice for a document that is then replaced or
+ * deleted, since the write may read it again.
+ */
+function readCost(docs: MirroredDocument[], rewritten: number): number {
+  return docs.reduce((sum, doc, i) => sum + getDocumentSize(doc) * (i < rewritten ? 2 : 1), 0);
 }
 
 function withoutSystemFields(doc: GenericDocument): Record<string, Value> {
@@ -116,58 +136,99 @@ async function naming<T>(table: string, xataId: string, write: () => Promise<T>)
   }
 }
 
+/**
+ * Inserts or replaces documents by `xata_id`, in order, until READ_BUDGET_BYTES is read (always at
+ * least one); `processed` says how many. Extra documents with the same `xata_id` are deleted.
+ */
 export const upsertBatch = internalMutation({
   args: { table: v.string(), documents: v.array(v.any()) },
-  returns: v.object({ inserted: v.number(), updated: v.number(), unchanged: v.number() }),
+  returns: v.object({
+    processed: v.number(),
+    inserted: v.number(),
+    updated: v.number(),
+    unchanged: v.number(),
+    duplicatesRemoved: v.number(),
+  }),
   handler: async (ctx, args) => {
     const table = mirrorTable(args.table);
     const db = untyped(ctx.db);
-    const counts = { inserted: 0, updated: 0, unchanged: 0 };
+    const counts = { processed: 0, inserted: 0, updated: 0, unchanged: 0, duplicatesRemoved: 0 };
+    let bytesRead = 0;
     for (const [index, raw] of args.documents.entries()) {
+      if (index > 0 && bytesRead >= READ_BUDGET_BYTES) break;
       const doc = checkedDocument(table, raw, index);
       const xataId = doc.xata_id as string;
-      const existing = await findByXataId(db, table, xataId);
-      if (existing === null) {
+      const [existing, ...duplicates] = await findByXataId(db, table, xataId);
+      for (const duplicate of duplicates) await db.delete(table, duplicate._id);
+      counts.duplicatesRemoved += duplicates.length;
+      if (existing === undefined) {
         await naming(table, xataId, () => db.insert(table, doc));
         counts.inserted += 1;
       } else if (sameValue(withoutSystemFields(existing), doc)) {
+        bytesRead += readCost([existing], 0);
         counts.unchanged += 1;
       } else {
         // replace, not patch: a field that is null in Xata now must leave the document.
         await naming(table, xataId, () => db.replace(table, existing._id, doc));
+        bytesRead += readCost([existing], 1);
         counts.updated += 1;
       }
+      bytesRead += readCost(duplicates, duplicates.length);
+      counts.processed += 1;
     }
     return counts;
   },
 });
 
+/**
+ * Deletes every document with each `xata_id`, in order, until READ_BUDGET_BYTES is read (always at
+ * least one id); `processed` says how many ids. `deleted` and `missing` count ids, and
+ * `duplicatesRemoved` the documents beyond the first for an id.
+ */
 export const deleteBatch = internalMutation({
   args: { table: v.string(), xataIds: v.array(v.string()) },
-  returns: v.object({ deleted: v.number(), missing: v.number() }),
+  returns: v.object({
+    processed: v.number(),
+    deleted: v.number(),
+    missing: v.number(),
+    duplicatesRemoved: v.number(),
+  }),
   handler: async (ctx, args) => {
     const table = mirrorTable(args.table);
     const db = untyped(ctx.db);
-    const counts = { deleted: 0, missing: 0 };
-    for (const xataId of args.xataIds) {
+    const counts = { processed: 0, deleted: 0, missing: 0, duplicatesRemoved: 0 };
+    let bytesRead = 0;
+    for (const [index, xataId] of args.xataIds.entries()) {
+      if (index > 0 && bytesRead >= READ_BUDGET_BYTES) break;
       const existing = await findByXataId(db, table, xataId);
-      if (existing === null) {
+      for (const doc of existing) await db.delete(table, doc._id);
+      if (existing.length === 0) {
         counts.missing += 1;
       } else {
-        await db.delete(table, existing._id);
         counts.deleted += 1;
+        counts.duplicatesRemoved += existing.length - 1;
       }
+      bytesRead += readCost(existing, existing.length);
+      counts.processed += 1;
     }
     return counts;
   },
 });
 
+/**
+ * One page of a mirrored table. A page ends after READ_BUDGET_BYTES of documents (or the caller's
+ * smaller `maximumBytesRead`), whatever `numItems` asks for; follow `continueCursor` until `isDone`.
+ */
 export const listPage = internalQuery({
   args: { table: v.string(), paginationOpts: paginationOptsValidator },
   returns: paginationResultValidator(v.any()),
   handler: async (ctx, args) => {
     const table = mirrorTable(args.table);
-    return await untyped(ctx.db).query(table).paginate(args.paginationOpts);
+    const asked = args.paginationOpts.maximumBytesRead ?? READ_BUDGET_BYTES;
+    const maximumBytesRead = Math.min(asked, READ_BUDGET_BYTES);
+    return await untyped(ctx.db)
+      .query(table)
+      .paginate({ ...args.paginationOpts, maximumBytesRead });
   },
 });
 

@@ -110,3 +110,67 @@ def test_batches_are_bounded_by_count_and_bytes(scripted: Any) -> None:
     writer.stop_after_batches = writer.total_batches
     with pytest.raises(BatchLimitReached):
         writer.delete("t", ["a"], PushStats())
+
+
+def success(**counts: int) -> tuple[int, Any]:
+    return 200, {"status": "success", "value": counts}
+
+
+def test_an_unprocessed_remainder_is_sent_again_as_a_batch_of_its_own(scripted: Any) -> None:
+    """Convex stops a batch at its read budget and says how much it did; the writer sends the rest."""
+    server = scripted(
+        [
+            success(processed=2, inserted=1, updated=1, unchanged=0, duplicatesRemoved=1),
+            success(processed=3, inserted=0, updated=3, unchanged=0, duplicatesRemoved=0),
+            success(processed=1, deleted=1, missing=0, duplicatesRemoved=2),
+            success(processed=1, deleted=0, missing=1, duplicatesRemoved=0),
+        ]
+    )
+    writer = MirrorWriter(client(server.url))
+    stats = PushStats()
+    documents = [{"xata_id": f"r{i}"} for i in range(5)]
+    writer.upsert("t", documents, stats)
+    writer.delete("t", ["r0", "r9"], stats)
+    sent = [r["args"].get("documents") or r["args"]["xataIds"] for r in server.requests]
+    assert sent == [documents, documents[2:], ["r0", "r9"], ["r9"]]
+    assert stats == PushStats(
+        batches=4, inserted=1, updated=4, unchanged=0, deleted=1, missing=1, duplicates_removed=3
+    )
+    assert writer.total_batches == 4
+
+
+def test_each_resent_remainder_counts_for_the_fault_hook(scripted: Any) -> None:
+    server = scripted([success(processed=1, deleted=1, missing=0, duplicatesRemoved=0)])
+    writer = MirrorWriter(client(server.url), stop_after_batches=1)
+    stats = PushStats()
+    with pytest.raises(BatchLimitReached, match="after 1 batches"):
+        writer.delete("t", ["a", "b", "c"], stats)
+    assert (stats.batches, stats.deleted, len(server.requests)) == (1, 1, 1)
+
+
+def test_a_mirror_without_processed_did_the_whole_batch(scripted: Any) -> None:
+    """A mirror deployed before `processed` existed fails or does everything."""
+    server = scripted([success(deleted=2, missing=1)])
+    stats = PushStats()
+    MirrorWriter(client(server.url)).delete("t", ["a", "b", "c"], stats)
+    assert (stats.batches, stats.deleted, stats.missing, len(server.requests)) == (1, 2, 1, 1)
+
+
+@pytest.mark.parametrize("processed", [0, 4])
+def test_an_impossible_processed_count_is_an_error_naming_the_table(scripted: Any, processed: int) -> None:
+    server = scripted([success(processed=processed, deleted=0, missing=0, duplicatesRemoved=0)])
+    with pytest.raises(ConvexError, match=f"table 'teams': processed {processed} of 3 items"):
+        MirrorWriter(client(server.url)).delete("teams", ["a", "b", "c"], PushStats())
+    assert len(server.requests) == 1
+
+
+def test_listing_bounds_each_page_by_bytes(scripted: Any) -> None:
+    page = {"page": [{"xata_id": "a"}], "isDone": False, "continueCursor": "c1"}
+    last = {"page": [{"xata_id": "b"}], "isDone": True, "continueCursor": "c2"}
+    server = scripted([(200, {"status": "success", "value": v}) for v in (page, last)])
+    writer = MirrorWriter(client(server.url), max_read_bytes=1234)
+    assert [d["xata_id"] for d in writer.list_documents("t", page_size=50)] == ["a", "b"]
+    assert [r["args"]["paginationOpts"] for r in server.requests] == [
+        {"numItems": 50, "cursor": None, "maximumBytesRead": 1234},
+        {"numItems": 50, "cursor": "c1", "maximumBytesRead": 1234},
+    ]

@@ -167,27 +167,33 @@ def test_admin_upserts_idempotently_and_deletes(local_convex: LocalConvex) -> No
     docs = [document(fields, xata_id) for xata_id in ids]
     upsert = {"table": table, "documents": docs}
     assert value(post(local_convex, "mutation", "mirror:upsertBatch", upsert)) == {
+        "processed": 3,
         "inserted": 3,
         "updated": 0,
         "unchanged": 0,
+        "duplicatesRemoved": 0,
     }
     assert value(post(local_convex, "mutation", "mirror:upsertBatch", upsert, fmt="convex_encoded_json")) == {
+        "processed": 3,
         "inserted": 0,
         "updated": 0,
         "unchanged": 3,
+        "duplicatesRemoved": 0,
     }
     changed = dict(docs[0], xata_version=2)
     assert value(
         post(local_convex, "mutation", "mirror:upsertBatch", {"table": table, "documents": [changed]})
     ) == {
+        "processed": 1,
         "inserted": 0,
         "updated": 1,
         "unchanged": 0,
+        "duplicatesRemoved": 0,
     }
     deleted = value(
         post(local_convex, "mutation", "mirror:deleteBatch", {"table": table, "xataIds": [*ids[1:], "nope"]})
     )
-    assert deleted == {"deleted": 2, "missing": 1}
+    assert deleted == {"processed": 3, "deleted": 2, "missing": 1, "duplicatesRemoved": 0}
     assert stored(local_convex, table, set(ids)) == {ids[0]: changed}
 
     log = local_convex.request_log()
@@ -200,7 +206,13 @@ def test_admin_upserts_idempotently_and_deletes(local_convex: LocalConvex) -> No
     ]
     assert [e.get("documents") for e in writes] == [3, 3, 1, None]
     assert [e.get("ids") for e in writes] == [None, None, None, 3]
-    assert writes[2]["result"] == {"inserted": 0, "updated": 1, "unchanged": 0}
+    assert writes[2]["result"] == {
+        "processed": 1,
+        "inserted": 0,
+        "updated": 1,
+        "unchanged": 0,
+        "duplicatesRemoved": 0,
+    }
 
 
 def test_both_value_formats(local_convex: LocalConvex) -> None:
@@ -278,7 +290,7 @@ def test_a_batch_over_the_transaction_limits_fails_and_writes_nothing(
     )
     assert stored(convex, table, set(ids)) == {}
     fits = value(post(convex, "mutation", "mirror:upsertBatch", {"table": table, "documents": docs[:4096]}))
-    assert fits == {"inserted": 4096, "updated": 0, "unchanged": 0}
+    assert fits == {"processed": 4096, "inserted": 4096, "updated": 0, "unchanged": 0, "duplicatesRemoved": 0}
     assert len(stored(convex, table, set(ids))) == 4096
     log = convex.request_log()
     assert [(e["status"], e["documents"]) for e in log if e["path"] == "mirror:upsertBatch"] == [
@@ -294,9 +306,11 @@ def test_lookups_see_the_batch_own_writes_and_rollbacks(fresh_local_convex: Loca
     a, b = unique_ids(2)
     twice = [document(fields, a), document(fields, a), document(fields, a, version=2)]
     assert value(post(convex, "mutation", "mirror:upsertBatch", {"table": table, "documents": twice})) == {
+        "processed": 3,
         "inserted": 1,
         "unchanged": 1,
         "updated": 1,
+        "duplicatesRemoved": 0,
     }
     failing = [document(fields, b), dict(document(fields, "rec_bad"), xata_version="x")]
     error(post(convex, "mutation", "mirror:upsertBatch", {"table": table, "documents": failing}))
@@ -309,8 +323,10 @@ def test_lookups_see_the_batch_own_writes_and_rollbacks(fresh_local_convex: Loca
         == 1
     )
     assert value(post(convex, "mutation", "mirror:deleteBatch", {"table": table, "xataIds": [a, a]})) == {
+        "processed": 2,
         "deleted": 1,
         "missing": 1,
+        "duplicatesRemoved": 0,
     }
     assert (
         value(
@@ -362,7 +378,7 @@ def test_the_convex_python_http_client_works_with_the_stand_in(local_convex: Loc
         client.query("mirror:schemaInfo")
     client.set_admin_auth(local_convex.deploy_key)
     result = client.mutation("mirror:upsertBatch", {"table": table, "documents": [document(fields, xata_id)]})
-    assert result == {"inserted": 1, "updated": 0, "unchanged": 0}
+    assert result == {"processed": 1, "inserted": 1, "updated": 0, "unchanged": 0, "duplicatesRemoved": 0}
     page = client.query(
         "mirror:listPage", {"table": table, "paginationOpts": {"numItems": 5000, "cursor": None}}
     )

@@ -1,4 +1,4 @@
-import type { PaginationResult } from "convex/server";
+import type { GenericDataModel, GenericDatabaseWriter, PaginationResult } from "convex/server";
 import type { Value } from "convex/values";
 import { describe, expect, test } from "vitest";
 import * as mirror from "../../convex/mirror";
@@ -11,6 +11,7 @@ import {
   optionalField,
   sampleDocument,
   stripSystem,
+  tableWithStringField,
 } from "./mirrorDocuments";
 
 const table: MirrorTable = mirrorTables[0]!;
@@ -46,22 +47,28 @@ describe("upsertBatch", () => {
     for (const name of mirrorTables) {
       const docs = [sampleDocument(name, "rec_1", 1), sampleDocument(name, "rec_2", 2)];
       expect(await t.mutation(internal.mirror.upsertBatch, { table: name, documents: docs })).toEqual({
+        processed: 2,
         inserted: 2,
         updated: 0,
         unchanged: 0,
+        duplicatesRemoved: 0,
       });
       expect(await t.mutation(internal.mirror.upsertBatch, { table: name, documents: docs })).toEqual({
+        processed: 2,
         inserted: 0,
         updated: 0,
         unchanged: 2,
+        duplicatesRemoved: 0,
       });
       const changed = { ...docs[1]!, xata_version: 99 };
       expect(
         await t.mutation(internal.mirror.upsertBatch, { table: name, documents: [docs[0]!, changed] }),
       ).toEqual({
+        processed: 2,
         inserted: 0,
         updated: 1,
         unchanged: 1,
+        duplicatesRemoved: 0,
       });
       expect(await listAll(t, name)).toEqual([docs[0], changed]);
     }
@@ -161,11 +168,13 @@ describe("deleteBatch", () => {
       table,
       xataIds: ["rec_1", "rec_3", "rec_9"],
     });
-    expect(result).toEqual({ deleted: 2, missing: 1 });
+    expect(result).toEqual({ processed: 3, deleted: 2, missing: 1, duplicatesRemoved: 0 });
     expect(await listAll(t, table)).toEqual([docs[1]]);
     expect(await t.mutation(internal.mirror.deleteBatch, { table, xataIds: ["rec_1"] })).toEqual({
+      processed: 1,
       deleted: 0,
       missing: 1,
+      duplicatesRemoved: 0,
     });
   });
 
@@ -211,5 +220,162 @@ describe("schemaInfo", () => {
     expect(info.hash).toMatch(/^[0-9a-f]{64}$/);
     expect(Object.keys(info.tables).sort()).toEqual([...mirrorTables].sort());
     for (const name of mirrorTables) expect(info.tables[name]!.xata).toEqual(expect.any(String));
+  });
+});
+
+describe("Convex's 16 MiB read limit", () => {
+  const { table: bigTable, field } = tableWithStringField();
+  const ids = Array.from({ length: 120 }, (_, i) => `rec_${String(i).padStart(4, "0")}`);
+  // 120 documents of ~300 KB: 36 MB, over twice the limit.
+  const big = (xataId: string, n: number) => ({
+    ...sampleDocument(bigTable, xataId, n),
+    [field]: String.fromCharCode(97 + (n % 26)).repeat(300_000),
+  });
+  const small = (xataId: string, n: number) => sampleDocument(bigTable, xataId, n);
+
+  async function loadBig(t: ReturnType<typeof newBackend>) {
+    for (let i = 0; i < ids.length; i += 10) {
+      const documents = ids.slice(i, i + 10).map((id, j) => big(id, i + j));
+      await t.mutation(internal.mirror.upsertBatch, { table: bigTable, documents });
+    }
+  }
+
+  /** Sends what each call left unprocessed again, as the sync does; returns every call's result. */
+  async function untilProcessed<Item, Result extends { processed: number }>(
+    items: Item[],
+    call: (batch: Item[]) => Promise<Result>,
+  ): Promise<Result[]> {
+    const results: Result[] = [];
+    for (let rest = items; rest.length > 0; ) {
+      const result = await call(rest);
+      expect(result.processed).toBeGreaterThan(0);
+      results.push(result);
+      rest = rest.slice(result.processed);
+    }
+    return results;
+  }
+
+  async function listAllPages(t: ReturnType<typeof newBackend>, numItems: number) {
+    const sizes: number[] = [];
+    const docs: Record<string, Value>[] = [];
+    let cursor: string | null = null;
+    for (;;) {
+      const result: PaginationResult<Record<string, Value>> = await t.query(internal.mirror.listPage, {
+        table: bigTable,
+        paginationOpts: page(numItems, cursor),
+      });
+      sizes.push(result.page.length);
+      docs.push(...result.page);
+      if (result.isDone) return { sizes, docs: stripSystem(docs) };
+      cursor = result.continueCursor;
+    }
+  }
+
+  test("replacing large documents with small ones stops at the read budget and resumes", async () => {
+    const t = newBackend();
+    await loadBig(t);
+    const replacements = ids.map((id, n) => small(id, n));
+    const results = await untilProcessed(replacements, (documents) =>
+      t.mutation(internal.mirror.upsertBatch, { table: bigTable, documents }),
+    );
+    expect(results.length).toBeGreaterThan(2);
+    expect(results.reduce((sum, r) => sum + r.updated, 0)).toBe(120);
+    expect(results.every((r) => r.processed === r.updated && r.inserted === 0)).toBe(true);
+    const { docs } = await listAllPages(t, 1000);
+    expect(docs).toEqual(replacements);
+  });
+
+  test("deleting large documents stops at the read budget and resumes", async () => {
+    const t = newBackend();
+    await loadBig(t);
+    const results = await untilProcessed(ids, (xataIds) =>
+      t.mutation(internal.mirror.deleteBatch, { table: bigTable, xataIds }),
+    );
+    expect(results.length).toBeGreaterThan(2);
+    expect(results.reduce((sum, r) => sum + r.deleted, 0)).toBe(120);
+    expect(results.every((r) => r.missing === 0 && r.duplicatesRemoved === 0)).toBe(true);
+    expect(await listAll(t, bigTable)).toEqual([]);
+  });
+
+  test("an item that reads over the budget on its own is still processed, alone", async () => {
+    const t = newBackend();
+    // five copies of one ~900 KB document: reading them, deleting four and replacing one reads ~9 MB
+    const huge = { ...big("rec_a", 1), [field]: "h".repeat(900_000) };
+    await t.run(async (ctx) => {
+      const db = ctx.db as unknown as GenericDatabaseWriter<GenericDataModel>;
+      for (let i = 0; i < 5; i += 1) await db.insert(bigTable, huge);
+    });
+    const documents = [small("rec_a", 1), small("rec_b", 2)];
+    const first = await t.mutation(internal.mirror.upsertBatch, { table: bigTable, documents });
+    expect(first).toEqual({ processed: 1, inserted: 0, updated: 1, unchanged: 0, duplicatesRemoved: 4 });
+    const rest = await t.mutation(internal.mirror.upsertBatch, { table: bigTable, documents: documents.slice(1) });
+    expect(rest).toMatchObject({ processed: 1, inserted: 1 });
+    expect(await listAll(t, bigTable)).toEqual(documents);
+  });
+
+  test("listPage bounds a page by bytes, whatever numItems asks", async () => {
+    const t = newBackend();
+    await loadBig(t);
+    const { sizes, docs } = await listAllPages(t, 1000);
+    expect(sizes.length).toBeGreaterThan(2);
+    expect(Math.max(...sizes)).toBeLessThan(60);
+    expect(docs.map((doc) => doc.xata_id)).toEqual(ids);
+    expect(docs[7]).toEqual(big(ids[7]!, 7));
+  });
+
+  test("a smaller maximumBytesRead from the caller is honoured", async () => {
+    const t = newBackend();
+    await loadBig(t);
+    const result = await t.query(internal.mirror.listPage, {
+      table: bigTable,
+      paginationOpts: { numItems: 1000, cursor: null, maximumBytesRead: 1_000_000 },
+    });
+    expect(result.page.length).toBeLessThanOrEqual(4);
+    expect(result.isDone).toBe(false);
+  });
+});
+
+describe("documents that share a xata_id (left by another loader)", () => {
+  async function insertDirectly(t: ReturnType<typeof newBackend>, docs: Record<string, Value>[]) {
+    await t.run(async (ctx) => {
+      const db = ctx.db as unknown as GenericDatabaseWriter<GenericDataModel>;
+      for (const doc of docs) await db.insert(table, doc);
+    });
+  }
+
+  test("upsertBatch keeps one document and removes the others", async () => {
+    const t = newBackend();
+    const doc = sampleDocument(table, "rec_dup", 1);
+    await insertDirectly(t, [doc, { ...doc, xata_version: 7 }, sampleDocument(table, "rec_other", 2)]);
+    const result = await t.mutation(internal.mirror.upsertBatch, {
+      table,
+      documents: [doc, sampleDocument(table, "rec_new", 3)],
+    });
+    expect(result).toEqual({ processed: 2, inserted: 1, updated: 0, unchanged: 1, duplicatesRemoved: 1 });
+    const stored = await listAll(t, table);
+    expect(stored.filter((d) => d.xata_id === "rec_dup")).toEqual([doc]);
+    expect(stored.map((d) => d.xata_id).sort()).toEqual(["rec_dup", "rec_new", "rec_other"]);
+    const again = await t.mutation(internal.mirror.upsertBatch, { table, documents: [doc] });
+    expect(again).toMatchObject({ unchanged: 1, duplicatesRemoved: 0 });
+  });
+
+  test("upsertBatch replaces the kept document when it differs", async () => {
+    const t = newBackend();
+    const doc = sampleDocument(table, "rec_dup", 1);
+    await insertDirectly(t, [doc, doc, doc]);
+    const changed = { ...doc, xata_version: 2 };
+    const result = await t.mutation(internal.mirror.upsertBatch, { table, documents: [changed] });
+    expect(result).toEqual({ processed: 1, inserted: 0, updated: 1, unchanged: 0, duplicatesRemoved: 2 });
+    expect(await listAll(t, table)).toEqual([changed]);
+  });
+
+  test("deleteBatch deletes every document with the id", async () => {
+    const t = newBackend();
+    const doc = sampleDocument(table, "rec_dup", 1);
+    const other = sampleDocument(table, "rec_other", 2);
+    await insertDirectly(t, [doc, doc, doc, other]);
+    const result = await t.mutation(internal.mirror.deleteBatch, { table, xataIds: ["rec_dup"] });
+    expect(result).toEqual({ processed: 1, deleted: 1, missing: 0, duplicatesRemoved: 2 });
+    expect(await listAll(t, table)).toEqual([other]);
   });
 });

@@ -79,3 +79,12 @@ export function optionalField(table: MirrorTable): string | undefined {
 export function stripSystem(docs: Record<string, Value>[]): Record<string, Value>[] {
   return docs.map(({ _id, _creationTime, ...rest }) => rest);
 }
+
+/** A table with a string or text column, and that column: somewhere to put a large value. */
+export function tableWithStringField(): { table: MirrorTable; field: string } {
+  for (const table of mirrorTables) {
+    const field = Object.entries(fieldsOf(table)).find(([, info]) => ["string", "text"].includes(info.type));
+    if (field !== undefined) return { table, field: field[0] };
+  }
+  throw new Error("no mirrored table has a string or text column");
+}

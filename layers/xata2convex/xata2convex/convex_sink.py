@@ -5,7 +5,9 @@ cannot wait forever). Every call has a timeout; transport errors, 429 and 5xx ar
 number of times with jittered backoff. That is safe because every mirror mutation is idempotent
 (upsert and delete by `xata_id`). Batches stay well inside Convex's per-transaction limits
 (16,000 writes, 16 MiB written, 4,096 index ranges): at most `max_documents` documents (each costs
-one index lookup and at most one write) and `max_bytes` of JSON.
+one index lookup and at most one write) and `max_bytes` of JSON. The 16 MiB read limit depends on
+the documents already in Convex, which only Convex sees: a mirror mutation stops at its own read
+budget and answers how many items it `processed`, and the writer sends the rest as another batch.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ class PushStats:
     unchanged: int = 0
     deleted: int = 0
     missing: int = 0
+    duplicates_removed: int = 0  # extra documents with one `xata_id`, left by another loader
 
 
 class BatchLimitReached(XataToConvexError):
@@ -129,11 +132,13 @@ class MirrorWriter:
         *,
         max_documents: int = 500,
         max_bytes: int = 4 * 1024 * 1024,
+        max_read_bytes: int = 8 * 1024 * 1024,
         stop_after_batches: int | None = None,
     ) -> None:
         self.convex = convex
         self.max_documents = max_documents
         self.max_bytes = max_bytes
+        self.max_read_bytes = max_read_bytes
         self.stop_after_batches = stop_after_batches
         self.total_batches = 0
 
@@ -155,31 +160,46 @@ class MirrorWriter:
             raise BatchLimitReached(f"push stopped after {self.total_batches} batches (fault hook)")
         self.total_batches += 1
 
+    def _send(self, table: str, path: str, key: str, batch: list[Any]) -> Iterator[dict[str, Any]]:
+        """Call `path` with `batch`, then with what it left unprocessed, until all is done."""
+        while batch:
+            self._count_batch()
+            result: dict[str, Any] = self.convex.mutation(path, {"table": table, key: batch})
+            # a mirror deployed before `processed` existed always did the whole batch
+            processed = int(result.get("processed", len(batch)))
+            if not 0 < processed <= len(batch):
+                raise ConvexError(
+                    f"Convex {path} on table '{table}': processed {processed} of {len(batch)} items"
+                )
+            yield result
+            batch = batch[processed:]
+
     def upsert(self, table: str, documents: Iterable[dict[str, Any]], stats: PushStats) -> None:
         for batch in self._batches(documents):
-            self._count_batch()
-            result = self.convex.mutation("mirror:upsertBatch", {"table": table, "documents": batch})
-            stats.batches += 1
-            stats.inserted += int(result["inserted"])
-            stats.updated += int(result["updated"])
-            stats.unchanged += int(result["unchanged"])
+            for result in self._send(table, "mirror:upsertBatch", "documents", batch):
+                stats.batches += 1
+                stats.inserted += int(result["inserted"])
+                stats.updated += int(result["updated"])
+                stats.unchanged += int(result["unchanged"])
+                stats.duplicates_removed += int(result.get("duplicatesRemoved", 0))
 
     def delete(self, table: str, xata_ids: Iterable[str], stats: PushStats) -> None:
         for batch in self._batches(xata_ids):
-            self._count_batch()
-            result = self.convex.mutation("mirror:deleteBatch", {"table": table, "xataIds": batch})
-            stats.batches += 1
-            stats.deleted += int(result["deleted"])
-            stats.missing += int(result["missing"])
+            for result in self._send(table, "mirror:deleteBatch", "xataIds", batch):
+                stats.batches += 1
+                stats.deleted += int(result["deleted"])
+                stats.missing += int(result["missing"])
+                stats.duplicates_removed += int(result.get("duplicatesRemoved", 0))
 
     def list_documents(self, table: str, page_size: int = 1000) -> Iterator[dict[str, Any]]:
-        """Every mirrored document of a table, a page at a time (`mirror:listPage`)."""
+        """Every mirrored document of a table, a page at a time (`mirror:listPage`).
+
+        A page also ends after `max_read_bytes` of documents, inside Convex's 16 MiB read limit.
+        """
         cursor: str | None = None
         while True:
-            page = self.convex.query(
-                "mirror:listPage",
-                {"table": table, "paginationOpts": {"numItems": page_size, "cursor": cursor}},
-            )
+            options = {"numItems": page_size, "cursor": cursor, "maximumBytesRead": self.max_read_bytes}
+            page = self.convex.query("mirror:listPage", {"table": table, "paginationOpts": options})
             yield from page["page"]
             if page["isDone"]:
                 return
