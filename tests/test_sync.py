@@ -225,7 +225,11 @@ def test_a_record_added_and_deleted_around_a_dead_run_leaves_convex(setup: Setup
     assert progress is not None and progress["tables"]["teams"]["status"] == "applied"
     assert progress["tables"]["users"]["status"] == "pushing"
     setup.sdk.records().delete("teams", ghost)
+    dead_run = progress["runId"]
     report = setup.run()
+    dead = setup.writer.convex.query("syncRuns:get", {"runId": dead_run})
+    assert dead["status"] == "failed" and report["runId"] in dead["error"]
+    assert setup.store().read_run_report(dead_run)["status"] == "failed"  # type: ignore[index]
     assert report["tables"]["teams"]["deleted"] == 1  # diffed from the snapshot the dead run reached
     assert "reconciled with Convex" in report["tables"]["users"]["message"]
     assert ghost not in setup.documents("teams") and setup.store().read_progress() is None

@@ -82,6 +82,7 @@ def run_sync(config: Config, options: SyncOptions, *, trigger: str | None = None
     convex = open_convex(config)
     sync = Sync(store, MirrorWriter(convex, stop_after_batches=options.stop_after_batches), options)
     record_run(convex, {"runId": sync.run_id, "status": "running", "mode": _mode(options)}, trigger)
+    close_dead_run(store, convex, sync.run_id)
     try:
         report = sync.run()
     except Exception as exc:
@@ -104,6 +105,19 @@ def run_export_and_sync(
     """`run`: a fresh snapshot, then the sync of exactly that snapshot."""
     manifest = run_export(config)
     return run_sync(config, replace(options, snapshot_id=manifest.snapshot_id), trigger=trigger)
+
+
+def close_dead_run(store: SnapshotStore, convex: ConvexHttp, run_id: str) -> None:
+    """A run that died part-way (e.g. the Lambda timeout) left progress.json and a syncRuns document
+    saying `running`: mark it failed, naming the run that picks up its work."""
+    left = store.read_progress()
+    dead = left.get("runId") if left else None
+    if not dead or dead == run_id:
+        return
+    error = f"stopped before finishing (crash or timeout); run {run_id} resumed its work"
+    record_run(convex, {"runId": dead, "status": "failed", "error": error})
+    if store.read_run_report(dead) is None:
+        store.write_run_report(dead, {"runId": dead, "status": "failed", "error": error})
 
 
 def _mode(options: SyncOptions) -> str:
