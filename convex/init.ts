@@ -5,6 +5,8 @@
  * The schedule is the last one deliberately set: XATA2CONVEX_SCHEDULE when that variable changed
  * since it was last read (so editing it and running `init` takes effect), otherwise the one stored
  * by `init:setSchedule`, otherwise hourly. Pausing survives `init`; only `init:resume` undoes it.
+ * Only `init` reads and checks the variable: `pause`, `resume`, `setSchedule` and `status` work from
+ * the stored settings (or the default), so an invalid variable never blocks pausing.
  */
 import { Crons } from "@convex-dev/crons";
 import { createFunctionHandle } from "convex/server";
@@ -43,9 +45,15 @@ export const scheduleStatus = v.object({
 type ScheduleStatus = Infer<typeof scheduleStatus>;
 type Change = NonNullable<ScheduleStatus["change"]>;
 
+/** XATA2CONVEX_SCHEDULE as written, unchecked. */
+function envValue(): string | undefined {
+  return process.env[SCHEDULE_VARIABLE]?.trim() || undefined;
+}
+
+/** XATA2CONVEX_SCHEDULE, checked. Only `init` calls this, so a bad value cannot block pausing. */
 function scheduleFromEnv(): string | undefined {
-  const value = process.env[SCHEDULE_VARIABLE]?.trim();
-  if (!value) return undefined;
+  const value = envValue();
+  if (value === undefined) return undefined;
   try {
     parseSchedule(value);
   } catch (error) {
@@ -58,34 +66,32 @@ async function loadSettings(ctx: QueryCtx): Promise<Doc<"syncSchedule"> | null> 
   return await ctx.db.query("syncSchedule").first();
 }
 
-/** The stored settings, created on first use and following XATA2CONVEX_SCHEDULE when it changed. */
-async function currentSettings(ctx: MutationCtx): Promise<Doc<"syncSchedule">> {
-  const fromEnv = scheduleFromEnv();
+/** Change the stored settings, creating them (default schedule, not paused) on first use. */
+async function update(
+  ctx: MutationCtx,
+  fields: Partial<Pick<Doc<"syncSchedule">, "schedule" | "envSchedule" | "paused">>,
+): Promise<Doc<"syncSchedule">> {
   const stored = await loadSettings(ctx);
-  const schedule = fromEnv ?? DEFAULT_SCHEDULE;
+  const updatedAt = Date.now();
   if (stored === null) {
     const id = await ctx.db.insert("syncSchedule", {
-      schedule,
-      envSchedule: fromEnv,
+      schedule: DEFAULT_SCHEDULE,
       paused: false,
-      updatedAt: Date.now(),
+      ...fields,
+      updatedAt,
     });
     return (await ctx.db.get("syncSchedule", id))!;
   }
-  if (stored.envSchedule !== fromEnv) {
-    await ctx.db.patch("syncSchedule", stored._id, { schedule, envSchedule: fromEnv, updatedAt: Date.now() });
-    return (await ctx.db.get("syncSchedule", stored._id))!;
-  }
-  return stored;
+  await ctx.db.patch("syncSchedule", stored._id, { ...fields, updatedAt });
+  return (await ctx.db.get("syncSchedule", stored._id))!;
 }
 
-async function update(
-  ctx: MutationCtx,
-  fields: Partial<Pick<Doc<"syncSchedule">, "schedule" | "paused">>,
-): Promise<Doc<"syncSchedule">> {
-  const settings = await currentSettings(ctx);
-  await ctx.db.patch("syncSchedule", settings._id, { ...fields, updatedAt: Date.now() });
-  return (await ctx.db.get("syncSchedule", settings._id))!;
+/** `init`'s settings: the stored ones, following XATA2CONVEX_SCHEDULE when it changed since last read. */
+async function settingsForInit(ctx: MutationCtx): Promise<Doc<"syncSchedule">> {
+  const fromEnv = scheduleFromEnv();
+  const stored = await loadSettings(ctx);
+  if (stored !== null && stored.envSchedule === fromEnv) return stored;
+  return await update(ctx, { schedule: fromEnv ?? DEFAULT_SCHEDULE, envSchedule: fromEnv });
 }
 
 /** Make the registered cron match the settings: absent when paused, else exactly one with their schedule. */
@@ -116,7 +122,7 @@ async function statusOf(ctx: QueryCtx, settings: Doc<"syncSchedule"> | null): Pr
   const cron = await crons.get(ctx, { name: SYNC_CRON_NAME });
   return {
     name: SYNC_CRON_NAME,
-    schedule: settings?.schedule ?? scheduleFromEnv() ?? DEFAULT_SCHEDULE,
+    schedule: settings?.schedule ?? DEFAULT_SCHEDULE,
     paused: settings?.paused ?? false,
     cron: cron === null ? null : { id: cron.id, schedule: cron.schedule, args: cron.args },
   };
@@ -131,7 +137,7 @@ async function applyAndDescribe(ctx: MutationCtx, settings: Doc<"syncSchedule">)
 export default internalMutation({
   args: {},
   returns: scheduleStatus,
-  handler: async (ctx): Promise<ScheduleStatus> => await applyAndDescribe(ctx, await currentSettings(ctx)),
+  handler: async (ctx): Promise<ScheduleStatus> => await applyAndDescribe(ctx, await settingsForInit(ctx)),
 });
 
 /** Change the schedule now (a cronspec or an interval, see convex/schedule.ts); kept while paused. */
@@ -140,7 +146,12 @@ export const setSchedule = internalMutation({
   returns: scheduleStatus,
   handler: async (ctx, { schedule }): Promise<ScheduleStatus> => {
     parseSchedule(schedule);
-    return await applyAndDescribe(ctx, await update(ctx, { schedule: schedule.trim() }));
+    // The variable's current value counts as read, so the next `init` keeps this schedule until the
+    // variable changes (it is not checked here: a bad value must not block this way out).
+    return await applyAndDescribe(
+      ctx,
+      await update(ctx, { schedule: schedule.trim(), envSchedule: envValue() }),
+    );
   },
 });
 

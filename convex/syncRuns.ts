@@ -1,18 +1,45 @@
 /** One document per sync run, written by the sync as the run progresses. Internal only. */
 import { paginationOptsValidator, paginationResultValidator } from "convex/server";
-import { v } from "convex/values";
-import { internalMutation, internalQuery } from "./_generated/server";
-import { syncRunDoc, syncRunUpdateFields } from "./schema";
+import { ConvexError, v } from "convex/values";
+import { type QueryCtx, internalMutation, internalQuery } from "./_generated/server";
+import { syncRunDoc, syncRunMode, syncRunUpdateFields } from "./schema";
+
+async function find(ctx: QueryCtx, runId: string) {
+  return await ctx.db
+    .query("syncRuns")
+    .withIndex("by_runId", (q) => q.eq("runId", runId))
+    .unique();
+}
+
+/**
+ * A new run, `pending`. The check and the insert are one transaction, so of two triggers given the
+ * same run id exactly one creates it; the other gets a ConvexError and the first run's document stays.
+ */
+export const create = internalMutation({
+  args: { runId: v.string(), mode: syncRunMode, trigger: v.optional(v.string()), startedAt: v.number() },
+  returns: syncRunDoc,
+  handler: async (ctx, { runId, ...fields }) => {
+    if ((await find(ctx, runId)) !== null) {
+      throw new ConvexError(
+        `runId "${runId}" is already recorded in syncRuns; leave runId out for a new one`,
+      );
+    }
+    const id = await ctx.db.insert("syncRuns", {
+      runId,
+      status: "pending",
+      ...fields,
+      updatedAt: Date.now(),
+    });
+    return (await ctx.db.get("syncRuns", id))!;
+  },
+});
 
 export const record = internalMutation({
   args: v.object({ runId: v.string() }).extend(v.object(syncRunUpdateFields).partial().fields),
   returns: syncRunDoc,
   handler: async (ctx, { runId, ...fields }) => {
     const now = Date.now();
-    const existing = await ctx.db
-      .query("syncRuns")
-      .withIndex("by_runId", (q) => q.eq("runId", runId))
-      .unique();
+    const existing = await find(ctx, runId);
     if (existing === null) {
       const id = await ctx.db.insert("syncRuns", {
         status: "pending",
@@ -24,7 +51,14 @@ export const record = internalMutation({
       });
       return (await ctx.db.get("syncRuns", id))!;
     }
-    await ctx.db.patch("syncRuns", existing._id, { ...fields, updatedAt: fields.updatedAt ?? now });
+    // The worker started: an error and end time left by a trigger that gave up waiting for the 202
+    // no longer describe this run (undefined removes a field in a patch).
+    const restarted = fields.status === "running" ? { error: undefined, finishedAt: undefined } : {};
+    await ctx.db.patch("syncRuns", existing._id, {
+      ...restarted,
+      ...fields,
+      updatedAt: fields.updatedAt ?? now,
+    });
     return (await ctx.db.get("syncRuns", existing._id))!;
   },
 });
@@ -32,11 +66,7 @@ export const record = internalMutation({
 export const get = internalQuery({
   args: { runId: v.string() },
   returns: v.union(syncRunDoc, v.null()),
-  handler: async (ctx, { runId }) =>
-    await ctx.db
-      .query("syncRuns")
-      .withIndex("by_runId", (q) => q.eq("runId", runId))
-      .unique(),
+  handler: async (ctx, { runId }) => await find(ctx, runId),
 });
 
 /** Newest runs first. */

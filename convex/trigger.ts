@@ -6,8 +6,9 @@
  *   XATA2CONVEX_TRIGGER_AUTH    "hmac" (default) or "aws_iam": also SigV4-sign the request with
  *                               AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (optional)
  *                               and AWS_REGION (default: the region in the Function URL's host)
- * Failures never throw: they are recorded on the run (status "failed", or "rejected" for the
- * handler's 409) and returned. No secret reaches syncRuns, logs or errors.
+ * A malformed run id, or one already in syncRuns, throws a ConvexError and records nothing. Every
+ * later failure is recorded on the run (status "failed", or "rejected" for the handler's 409) and
+ * returned, not thrown. No secret reaches syncRuns, logs or errors.
  */
 import { AwsClient } from "aws4fetch";
 import { ConvexError, type Infer, v } from "convex/values";
@@ -147,15 +148,10 @@ export const trigger = internalAction({
     if (!RUN_ID.test(runId)) {
       throw new ConvexError(`runId "${runId}" must match ${RUN_ID.source}`);
     }
-    // The handler refuses a run id twice (409); refusing here keeps the earlier run's record intact.
-    if ((await ctx.runQuery(internal.syncRuns.get, { runId })) !== null) {
-      throw new ConvexError(
-        `runId "${runId}" is already recorded in syncRuns; leave runId out for a new one`,
-      );
-    }
-    await ctx.runMutation(internal.syncRuns.record, {
+    // The handler refuses a run id twice (409); `create` refuses it first, atomically, so the
+    // earlier run's record stays intact.
+    await ctx.runMutation(internal.syncRuns.create, {
       runId,
-      status: "pending",
       mode,
       trigger: args.trigger ?? "manual",
       startedAt: Date.now(),

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from cfnlint.decode import decode
+
+from xata2convex import trigger
+from xata2convex.snapshot import SnapshotStore
+from xata2convex.storage import Blob, LocalBlobStore
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -47,6 +55,7 @@ def deployed(source_kind: str) -> dict[str, Any]:
         "ExpireSnapshots": True,
         "PublicTriggerUrl": True,
         "IamTriggerUrl": False,
+        "ReserveWorkerConcurrency": True,
     }
     assert set(conditions) == set(TEMPLATE["Conditions"])
     return {
@@ -88,10 +97,15 @@ def test_no_policy_allows_a_wildcard_action_or_resource(source_kind: str) -> Non
         for action in as_list(statement["Action"]):
             assert "*" not in action, f"{owner}: {action}"
         for resource in as_list(statement["Resource"]):
-            # Resources name our own resources; the one wildcard is "objects under the snapshot prefix".
+            # Resources name our own resources; wildcards only stand for keys under the snapshot prefix.
             assert isinstance(resource, dict) and set(resource) <= {"Ref", "Fn::GetAtt", "Fn::Sub"}, owner
             if "Fn::Sub" in resource:
-                assert resource["Fn::Sub"] == "${SnapshotBucket.Arn}/${SnapshotPrefix}/*", owner
+                text = as_list(resource["Fn::Sub"])[0]
+                assert text.startswith("${SnapshotBucket.Arn}/${SnapshotPrefix}/"), owner
+                assert "*" not in text or text.endswith("/*"), owner
+        if "s3:ListBucket" in as_list(statement["Action"]):
+            assert set(statement["Condition"]) <= {"StringLike", "StringEquals"}, owner
+            assert all(set(c) == {"s3:prefix"} for c in statement["Condition"].values()), owner
 
 
 def grants(resources: dict[str, Any], role: str, action: str) -> list[Any]:
@@ -203,9 +217,20 @@ def test_the_bucket_is_private_versioned_encrypted_and_expires_old_snapshots() -
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
+def test_the_worker_reserves_one_execution_unless_told_not_to() -> None:
+    parameter = TEMPLATE["Parameters"]["WorkerReservedConcurrency"]
+    assert parameter["Default"] == 1 and parameter["AllowedValues"] == [0, 1]
+    assert TEMPLATE["Conditions"]["ReserveWorkerConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "WorkerReservedConcurrency"}, 0]}]
+    }
+    reserved = RESOURCES["SyncWorkerFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    assert resolve([reserved], {"ReserveWorkerConcurrency": True}) == [{"Ref": "WorkerReservedConcurrency"}]
+    # 0: AWS::NoValue leaves the property out (no reservation), so a deploy fits the default quota.
+    assert resolve([reserved], {"ReserveWorkerConcurrency": False}) == []
+
+
 def test_one_worker_at_a_time_with_failures_sent_to_sqs() -> None:
     worker = RESOURCES["SyncWorkerFunction"]["Properties"]
-    assert worker["ReservedConcurrentExecutions"] == 1
     invoke_config = worker["EventInvokeConfig"]
     assert invoke_config["MaximumRetryAttempts"] == 0
     assert invoke_config["DestinationConfig"]["OnFailure"] == {
@@ -219,6 +244,184 @@ def test_one_worker_at_a_time_with_failures_sent_to_sqs() -> None:
     assert DEFAULT_LEASE_SECONDS > 900
     trigger_env = RESOURCES["TriggerFunction"]["Properties"]["Environment"]["Variables"]
     assert trigger_env["WORKER_FUNCTION_NAME"] == {"Ref": "SyncWorkerFunction"}
+
+
+# --- what the roles may do with S3, evaluated for one sample deploy ---------------------------------
+
+SAMPLE = {
+    "SnapshotBucket.Arn": "arn:aws:s3:::snapshot-bucket",
+    "SnapshotPrefix": "xata2convex",
+    "XataDatabaseUrl": "https://ws-1.us-east-1.xata.sh/db/shop:main",
+}
+BUCKET_ARN = SAMPLE["SnapshotBucket.Arn"]
+FOLDER = "xata2convex/shop/main/"  # {SnapshotPrefix}/{database}/{branch}/ for SAMPLE
+
+
+def evaluate(value: Any) -> Any:
+    """The intrinsic functions our policies use, computed for SAMPLE."""
+    if isinstance(value, str | int):
+        return value
+    if isinstance(value, list):
+        return [evaluate(item) for item in value]
+    ((function, argument),) = value.items()
+    if function == "Ref":
+        return SAMPLE[argument]
+    if function == "Fn::GetAtt":
+        return SAMPLE[".".join(argument)]
+    if function == "Fn::Split":
+        return evaluate(argument[1]).split(argument[0])
+    if function == "Fn::Select":
+        return evaluate(argument[1])[argument[0]]
+    if function == "Fn::Sub":
+        text, variables = (argument, {}) if isinstance(argument, str) else argument
+        values = {**SAMPLE, **{name: evaluate(v) for name, v in variables.items()}}
+        return re.sub(r"\$\{([^}]+)\}", lambda match: values[match[1]], text)
+    raise AssertionError(f"unexpected intrinsic {function}")
+
+
+def role_statements(role: str) -> list[dict[str, Any]]:
+    """Every Allow statement a role gets: inline policies and the managed policies it attaches."""
+    resources = deployed("xata-rest")
+    attached = {arn["Ref"] for arn in resources[role]["Properties"].get("ManagedPolicyArns", [])}
+    return [s for owner, s in allow_statements(resources) if owner == role or owner in attached]
+
+
+def s3_allows(
+    statements: list[dict[str, Any]], action: str, resource: str, prefix: str | None = None
+) -> bool:
+    """IAM's answer for an s3 action (Allow statements only; `prefix` is the request's s3:prefix)."""
+    for statement in statements:
+        if action not in as_list(statement["Action"]):
+            continue
+        if not any(fnmatchcase(resource, evaluate(r)) for r in as_list(statement["Resource"])):
+            continue
+        conditions = [
+            (operator, as_list(evaluate(wanted)))
+            for operator, keys in statement.get("Condition", {}).items()
+            for wanted in keys.values()
+        ]
+        matches: dict[str, Callable[[str, str], bool]] = {
+            "StringEquals": lambda value, wanted: value == wanted,
+            "StringLike": fnmatchcase,
+        }
+        if all(
+            prefix is not None and any(matches[operator](prefix, w) for w in wanted)
+            for operator, wanted in conditions
+        ):
+            return True
+    return False
+
+
+def object_access(statements: list[dict[str, Any]], operation: str, key: str, *, exists: bool = True) -> bool:
+    """May the role do `operation` ("get", "put", "delete") on the object `key` under SnapshotPrefix?"""
+    full_key = f"{SAMPLE['SnapshotPrefix']}/{key}"
+    action = {"get": "s3:GetObject", "put": "s3:PutObject", "delete": "s3:DeleteObject"}[operation]
+    allowed = s3_allows(statements, action, f"{BUCKET_ARN}/{full_key}")
+    if operation == "get" and not exists:
+        # A missing key reads as 404 (not 403) only with s3:ListBucket, checked with the key as s3:prefix.
+        allowed = allowed and s3_allows(statements, "s3:ListBucket", BUCKET_ARN, prefix=full_key)
+    return allowed
+
+
+class RecordingBlobStore:
+    """A local blob store that notes each object operation, as the S3 request it would be."""
+
+    def __init__(self, root: Path) -> None:
+        self.inner = LocalBlobStore(root)
+        self.operations: list[tuple[str, str, bool]] = []  # (operation, key, the object existed)
+
+    def describe(self, key: str) -> str:
+        return self.inner.describe(key)
+
+    def open_write(self, key: str) -> AbstractContextManager[IO[bytes]]:
+        self.operations.append(("put", key, True))
+        return self.inner.open_write(key)
+
+    def open_read(self, key: str) -> IO[bytes]:
+        self.operations.append(("get", key, True))
+        return self.inner.open_read(key)
+
+    def get(self, key: str) -> Blob | None:
+        blob = self.inner.get(key)
+        self.operations.append(("get", key, blob is not None))
+        return blob
+
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
+        self.operations.append(("put", key, True))
+        return self.inner.put(key, data, if_none_match=if_none_match, if_match=if_match)
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        raise AssertionError(f"the trigger listed {prefix}")
+
+    def delete(self, key: str) -> None:
+        self.operations.append(("delete", key, True))
+        self.inner.delete(key)
+
+
+def admit_runs(blobs: RecordingBlobStore, start: Callable[[trigger.TriggerRequest], None]) -> list[str]:
+    """What the Function URL handler does for a first run, a run during it and a replayed run id."""
+    store = SnapshotStore(blobs, "shop", "main")
+    secret = "s" * 32
+    outcomes = []
+    for run_id in ("run-1", "run-2", "run-1"):
+        body = f'{{"runId": "{run_id}"}}'.encode()
+        timestamp = str(int(time.time()))
+        headers = {
+            trigger.TIMESTAMP_HEADER: timestamp,
+            trigger.SIGNATURE_HEADER: trigger.compute_signature(secret, timestamp, body),
+        }
+        try:
+            trigger.accept_trigger(headers, body, secret=secret, store=store, start=start)
+            outcomes.append("accepted")
+        except trigger.TriggerRejected as exc:
+            outcomes.append(exc.code)
+        except RuntimeError:
+            outcomes.append("start failed")
+    return outcomes
+
+
+def test_the_trigger_role_reaches_exactly_the_keys_admission_uses(tmp_path: Path) -> None:
+    assert "ManagedPolicyArns" not in RESOURCES["TriggerRole"]["Properties"]
+    statements = role_statements("TriggerRole")
+
+    def fail_to_start(_: trigger.TriggerRequest) -> None:
+        raise RuntimeError("the worker could not be invoked")
+
+    admitted = RecordingBlobStore(tmp_path / "admitted")
+    assert admit_runs(admitted, lambda _: None) == ["accepted", "run_in_progress", "replayed"]
+    failed = RecordingBlobStore(tmp_path / "failed")
+    assert admit_runs(failed, fail_to_start) == ["start failed", "start failed", "replayed"]
+    operations = set(admitted.operations + failed.operations)
+    touched = {(operation, key.split("/")[2]) for operation, key, _ in operations}
+    assert touched == {("put", "triggers"), ("get", "state"), ("put", "state"), ("put", "runs")}
+    for operation, key, exists in operations:
+        assert object_access(statements, operation, key, exists=exists), (operation, key, exists)
+
+    for operation in ("get", "put", "delete"):
+        for key in (
+            "shop/main/snapshots/20260101T000000Z-abc123/manifest.json",
+            "shop/main/snapshots/20260101T000000Z-abc123/tables/users.csv",
+            "shop/main/state/applied.json",
+            "shop/main/state/progress.json",
+            "other/main/state/lock.json",
+            "shop/dev/triggers/run-9.json",
+        ):
+            assert not object_access(statements, operation, key), (operation, key)
+    assert not object_access(statements, "delete", "shop/main/state/lock.json")
+    assert not object_access(statements, "get", "shop/main/runs/run-1.json")
+    assert not s3_allows(statements, "s3:ListBucket", BUCKET_ARN, prefix=f"{FOLDER}snapshots/")
+    assert not s3_allows(statements, "s3:ListBucket", BUCKET_ARN)
+
+
+@pytest.mark.parametrize("role", ["ExportSnapshotRole", "SyncConvexRole", "SyncWorkerRole"])
+def test_the_other_roles_list_and_use_only_the_snapshot_prefix(role: str) -> None:
+    statements = role_statements(role)
+    assert s3_allows(statements, "s3:ListBucket", BUCKET_ARN, prefix=f"{FOLDER}snapshots/")
+    assert object_access(statements, "get", "shop/main/state/applied.json", exists=False)
+    assert object_access(statements, "put", "shop/main/snapshots/20260101T000000Z-abc123/manifest.json")
+    assert not s3_allows(statements, "s3:ListBucket", BUCKET_ARN, prefix="")
+    assert not s3_allows(statements, "s3:ListBucket", BUCKET_ARN, prefix="elsewhere/")
+    assert not s3_allows(statements, "s3:GetObject", f"{BUCKET_ARN}/elsewhere/key")
 
 
 def test_the_function_url_is_public_only_when_the_hmac_is_the_authentication() -> None:
@@ -259,6 +462,9 @@ def test_samconfig_deploys_this_template_with_iam_capability() -> None:
     config = tomllib.loads((REPO / "samconfig.toml").read_text())
     deploy = config["default"]["deploy"]["parameters"]
     assert deploy["capabilities"] == "CAPABILITY_IAM" and deploy["resolve_s3"] is True
+    # Global, so `sam logs`, `sam delete` and the rest find the stack where `sam deploy` put it.
+    assert config["default"]["global"]["parameters"]["region"]
+    assert "region" not in deploy
     overrides = deploy["parameter_overrides"]
     for parameter in ("XataDatabaseUrl", "ConvexUrl", "SourceKind"):
         assert parameter in overrides and parameter in TEMPLATE["Parameters"]

@@ -180,15 +180,59 @@ describe("init", () => {
     expect((await t.mutation(internal.init.resume, {})).change).toBe("unchanged");
   });
 
-  test("status before init shows what init would register", async () => {
+  test("status before init shows the default and no cron; only init reads the variable", async () => {
     const t = newBackend();
     process.env.XATA2CONVEX_SCHEDULE = "45m";
     expect(await t.query(internal.init.status, {})).toEqual({
       name: "xata2convex-sync",
-      schedule: "45m",
+      schedule: "0 * * * *",
       paused: false,
       cron: null,
     });
+  });
+
+  test("an invalid XATA2CONVEX_SCHEDULE fails only init: status, pause, setSchedule and resume work", async () => {
+    const t = newBackend();
+    process.env.XATA2CONVEX_SCHEDULE = "10m";
+    await t.mutation(internal.init.default, {});
+    process.env.XATA2CONVEX_SCHEDULE = "whenever";
+    await expect(t.mutation(internal.init.default, {})).rejects.toThrow(/XATA2CONVEX_SCHEDULE.*whenever/);
+
+    expect(await t.query(internal.init.status, {})).toMatchObject({ schedule: "10m", paused: false });
+    expect(await t.mutation(internal.init.pause, {})).toMatchObject({ paused: true, change: "removed" });
+    expect(await allCrons(t)).toEqual([]);
+    const set = await t.mutation(internal.init.setSchedule, { schedule: "20m" });
+    expect(set).toMatchObject({ schedule: "20m", paused: true, cron: null });
+    const resumed = await t.mutation(internal.init.resume, {});
+    expect(resumed).toMatchObject({ schedule: "20m", paused: false, change: "registered" });
+    expect((await allCrons(t)).map((cron) => cron.schedule)).toEqual([{ kind: "interval", ms: 1_200_000 }]);
+
+    // setSchedule counted the bad value as read, so fixing the variable is what the next init applies.
+    process.env.XATA2CONVEX_SCHEDULE = "30m";
+    expect((await t.mutation(internal.init.default, {})).schedule).toBe("30m");
+  });
+
+  test("with an invalid variable before any init, pause and status still work from the default", async () => {
+    const t = newBackend();
+    process.env.XATA2CONVEX_SCHEDULE = "whenever";
+    expect(await t.query(internal.init.status, {})).toMatchObject({ schedule: "0 * * * *", cron: null });
+    expect(await t.mutation(internal.init.pause, {})).toMatchObject({
+      schedule: "0 * * * *",
+      paused: true,
+      change: "unchanged",
+    });
+    expect(await t.mutation(internal.init.resume, {})).toMatchObject({ paused: false, change: "registered" });
+    expect((await allCrons(t)).map((cron) => cron.schedule)).toEqual([HOURLY]);
+  });
+
+  test("pause and resume before init leave the variable for init to apply", async () => {
+    const t = newBackend();
+    process.env.XATA2CONVEX_SCHEDULE = "15m";
+    await t.mutation(internal.init.pause, {});
+    await t.mutation(internal.init.resume, {});
+    const applied = await t.mutation(internal.init.default, {});
+    expect(applied).toMatchObject({ schedule: "15m", change: "replaced" });
+    expect((await allCrons(t)).map((cron) => cron.schedule)).toEqual([{ kind: "interval", ms: 900_000 }]);
   });
 
   test("when due, the cron runs trigger, which records a cron run", async () => {

@@ -1,3 +1,4 @@
+import { ConvexError } from "convex/values";
 import { describe, expect, test } from "vitest";
 import { internal } from "../../convex/_generated/api";
 import { newBackend } from "./mirrorDocuments";
@@ -19,7 +20,14 @@ describe("syncRuns", () => {
     expect(created.updatedAt).toEqual(expect.any(Number));
 
     const tables = [
-      { table: "event-subject-matter-experts", added: 3, changed: 1, deleted: 2, unchanged: 10, status: "applied" },
+      {
+        table: "event-subject-matter-experts",
+        added: 3,
+        changed: 1,
+        deleted: 2,
+        unchanged: 10,
+        status: "applied",
+      },
       { table: "名前", added: 0, changed: 0, deleted: 0, unchanged: 0, status: "blocked", message: "guard" },
     ];
     const finished = await t.mutation(internal.syncRuns.record, {
@@ -61,6 +69,50 @@ describe("syncRuns", () => {
       /runId/,
     );
     expect(await t.run(async (ctx) => await ctx.db.query("syncRuns").collect())).toEqual([]);
+  });
+
+  test("create inserts a pending run once; the same run id again is refused and changes nothing", async () => {
+    const t = newBackend();
+    const created = await t.mutation(internal.syncRuns.create, {
+      runId: "run-1",
+      mode: "full",
+      trigger: "manual",
+      startedAt: 1000,
+    });
+    expect(created).toMatchObject({ runId: "run-1", status: "pending", mode: "full", trigger: "manual" });
+    const again = t.mutation(internal.syncRuns.create, { runId: "run-1", mode: "incremental", startedAt: 2 });
+    await expect(again).rejects.toThrow(ConvexError);
+    await expect(again).rejects.toThrow(/run-1.*already recorded/);
+    expect(await t.run(async (ctx) => await ctx.db.query("syncRuns").collect())).toEqual([created]);
+  });
+
+  test("a run moving to running drops the error and end time a timed-out trigger left", async () => {
+    const t = newBackend();
+    await t.mutation(internal.syncRuns.create, { runId: "late", mode: "incremental", startedAt: 1000 });
+    await t.mutation(internal.syncRuns.record, {
+      runId: "late",
+      status: "failed",
+      error: "the Function URL did not answer within 30 s",
+      finishedAt: 31_000,
+    });
+    const running = await t.mutation(internal.syncRuns.record, { runId: "late", status: "running" });
+    expect(running).toMatchObject({ status: "running", startedAt: 1000 });
+    expect(running).not.toHaveProperty("error");
+    expect(running).not.toHaveProperty("finishedAt");
+    const done = await t.mutation(internal.syncRuns.record, {
+      runId: "late",
+      status: "succeeded",
+      finishedAt: 90_000,
+    });
+    expect(done).toMatchObject({ status: "succeeded", finishedAt: 90_000 });
+    expect(done).not.toHaveProperty("error");
+
+    // Other updates keep what they are not given.
+    await t.mutation(internal.syncRuns.record, { runId: "other", status: "failed", error: "boom" });
+    expect(await t.mutation(internal.syncRuns.record, { runId: "other", batches: 2 })).toMatchObject({
+      status: "failed",
+      error: "boom",
+    });
   });
 
   test("list pages through runs, newest first", async () => {

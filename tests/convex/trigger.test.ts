@@ -200,6 +200,25 @@ describe("trigger", () => {
     expect(await runDoc(t, "bad id/1")).toBeNull();
   });
 
+  test("of two concurrent triggers with one run id, one posts and the other leaves its run alone", async () => {
+    const t = newBackend();
+    const outcomes = await Promise.allSettled([
+      t.action(internal.trigger.trigger, { runId: "twice-1" }),
+      t.action(internal.trigger.trigger, { runId: "twice-1" }),
+    ]);
+    const fulfilled = outcomes.filter((outcome) => outcome.status === "fulfilled");
+    const rejected = outcomes.filter((outcome) => outcome.status === "rejected");
+    expect(fulfilled.map((outcome) => outcome.value)).toEqual([
+      { runId: "twice-1", status: "pending", httpStatus: 202 },
+    ]);
+    expect(rejected.map((outcome) => String(outcome.reason))).toEqual([
+      expect.stringMatching(/twice-1.*already recorded/),
+    ]);
+    expect(received).toHaveLength(1);
+    expect(await runDoc(t, "twice-1")).toMatchObject({ status: "pending" });
+    expect(await runDoc(t, "twice-1")).not.toHaveProperty("error");
+  });
+
   test.each([
     ["XATA2CONVEX_TRIGGER_URL", /XATA2CONVEX_TRIGGER_URL is not set/],
     ["XATA2CONVEX_TRIGGER_SECRET", /XATA2CONVEX_TRIGGER_SECRET is not set/],
