@@ -80,6 +80,7 @@ class TableResult:
     message: str | None = None
     batches: int = 0
     duration_ms: int = 0
+    duplicates_removed: int = 0  # extra Convex documents sharing one xata_id, collapsed into one
     errors: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -87,6 +88,8 @@ class TableResult:
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {**self.diff.to_json(), "status": self.status, "batches": self.batches}
         data["durationMs"] = self.duration_ms
+        if self.duplicates_removed:
+            data["duplicatesRemoved"] = self.duplicates_removed
         if self.message:
             data["message"] = self.message
         if self.errors:
@@ -243,6 +246,7 @@ class Sync:
             entry = {"snapshotId": snapshot_id, "sha256": new.table(name).sha256, "rejected": result.rejected}
             self._mark(name, {"status": "applied", **entry})
         result.batches = stats.batches
+        result.duplicates_removed = stats.duplicates_removed
         result.duration_ms = int((time.monotonic() - started) * 1000)
         return result
 
