@@ -63,6 +63,24 @@ export const record = internalMutation({
   },
 });
 
+/** The trigger's failure, recorded only while the run is still `pending`: if the worker has started
+ * reporting (the 202 was lost, or came after the trigger gave up), its status wins. */
+export const failPending = internalMutation({
+  args: {
+    runId: v.string(),
+    status: v.union(v.literal("failed"), v.literal("rejected")),
+    error: v.string(),
+    finishedAt: v.number(),
+  },
+  returns: v.union(syncRunDoc, v.null()),
+  handler: async (ctx, { runId, ...fields }) => {
+    const existing = await find(ctx, runId);
+    if (existing === null || existing.status !== "pending") return null;
+    await ctx.db.patch("syncRuns", existing._id, { ...fields, updatedAt: Date.now() });
+    return (await ctx.db.get("syncRuns", existing._id))!;
+  },
+});
+
 export const get = internalQuery({
   args: { runId: v.string() },
   returns: v.union(syncRunDoc, v.null()),

@@ -181,7 +181,7 @@ export const trigger = internalAction({
         caught instanceof TriggerFailure ? caught : new TriggerFailure(`trigger failed: ${String(caught)}`);
       const error = scrub(failure.message);
       console.error(`run ${runId}: ${error}`);
-      await ctx.runMutation(internal.syncRuns.record, {
+      await ctx.runMutation(internal.syncRuns.failPending, {
         runId,
         status: failure.status,
         error,

@@ -32,7 +32,7 @@ describe("visibility", () => {
       ([, f]) => typeof f === "function" || "isRegistered" in f,
     );
     expect(functions.map(([name]) => name).sort()).toEqual(
-      ["create", "deleteBatch", "get", "list", "listPage", "record", "schemaInfo", "upsertBatch"].sort(),
+      ["create", "deleteBatch", "failPending", "get", "list", "listPage", "record", "schemaInfo", "upsertBatch"].sort(),
     );
     for (const [, f] of functions) {
       expect(f.isInternal).toBe(true);

@@ -115,6 +115,20 @@ describe("syncRuns", () => {
     });
   });
 
+  test("a trigger's failure never overwrites a run the worker already reports on", async () => {
+    const t = newBackend();
+    await t.mutation(internal.syncRuns.create, { runId: "raced", mode: "incremental", startedAt: 1000 });
+    await t.mutation(internal.syncRuns.record, { runId: "raced", status: "running" });
+    const late = { runId: "raced", status: "failed" as const, error: "timed out", finishedAt: 31_000 };
+    expect(await t.mutation(internal.syncRuns.failPending, late)).toBeNull();
+    expect(await t.query(internal.syncRuns.get, { runId: "raced" })).toMatchObject({ status: "running" });
+    await t.mutation(internal.syncRuns.create, { runId: "lost", mode: "full", startedAt: 1000 });
+    expect(await t.mutation(internal.syncRuns.failPending, { ...late, runId: "lost" })).toMatchObject({
+      status: "failed",
+      error: "timed out",
+    });
+  });
+
   test("list pages through runs, newest first", async () => {
     const t = newBackend();
     for (const runId of ["a", "b", "c"]) await t.mutation(internal.syncRuns.record, { runId });
