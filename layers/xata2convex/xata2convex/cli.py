@@ -6,7 +6,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,22 +21,29 @@ from .sync import SyncOptions, diff_snapshots
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def config_options(func: F) -> F:
-    """Every setting of DESIGN's table as a flag; a flag overrides the environment."""
-    options = [
-        click.option("--xata-api-key", help="Xata API key [XATA_API_KEY]"),
-        click.option("--xata-database-url", help="https://{workspace}.{region}.xata.sh/db/{db}:{branch}"),
-        click.option("--xata-endpoint-url", help="base URL replacing https://{workspace}.{region}.xata.sh"),
-        click.option("--source", "xata_postgres_url", help="postgres://… to read Xata over Postgres"),
-        click.option("--snapshot-uri", help="s3://bucket/prefix, file:///dir or a path [./snapshots]"),
-        click.option("--convex-url", help="Convex deployment URL [CONVEX_URL]"),
-        click.option("--convex-deploy-key", help="Convex deploy key [CONVEX_DEPLOY_KEY]"),
-        click.option("--concurrency", type=int, help="tables exported at once [4]"),
-        click.option("--requests-per-second", type=float, help="Xata request budget [75]"),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+def with_options(*options: Callable[[F], F]) -> Callable[[F], F]:
+    """One decorator for a list of click options, in the order they are listed in --help."""
+
+    def apply(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
+# Every setting of DESIGN's table as a flag; a flag overrides the environment.
+config_options = with_options(
+    click.option("--xata-api-key", help="Xata API key [XATA_API_KEY]"),
+    click.option("--xata-database-url", help="https://{workspace}.{region}.xata.sh/db/{db}:{branch}"),
+    click.option("--xata-endpoint-url", help="base URL replacing https://{workspace}.{region}.xata.sh"),
+    click.option("--source", "xata_postgres_url", help="postgres://… to read Xata over Postgres"),
+    click.option("--snapshot-uri", help="s3://bucket/prefix, file:///dir or a path [./snapshots]"),
+    click.option("--convex-url", help="Convex deployment URL [CONVEX_URL]"),
+    click.option("--convex-deploy-key", help="Convex deploy key [CONVEX_DEPLOY_KEY]"),
+    click.option("--concurrency", type=int, help="tables exported at once [4]"),
+    click.option("--requests-per-second", type=float, help="Xata request budget [75]"),
+)
 
 
 def json_option(func: F) -> F:
@@ -44,11 +51,8 @@ def json_option(func: F) -> F:
 
 
 def build_config(kwargs: dict[str, Any]) -> Config:
-    names = (
-        "xata_api_key", "xata_database_url", "xata_endpoint_url", "xata_postgres_url", "snapshot_uri",
-        "convex_url", "convex_deploy_key", "concurrency", "requests_per_second",
-    )  # fmt: skip
-    return Config.from_env().with_overrides(**{n: kwargs.pop(n, None) for n in names})
+    """The environment's settings, overridden by the flags of `config_options` (one per Config field)."""
+    return Config.from_env().with_overrides(**{f.name: kwargs.pop(f.name, None) for f in fields(Config)})
 
 
 def reports_errors(func: F) -> F:
@@ -90,17 +94,13 @@ def export(as_json: bool, **kwargs: Any) -> None:
     emit(as_json, manifest.to_json(), manifest.snapshot_id)
 
 
-def sync_options(func: F) -> F:
-    options = [
+sync_options = with_options(
         click.option("--full", is_flag=True, help="reload every record and delete mirrored ones not in Xata"),
         click.option("--dry-run", is_flag=True, help="print the diff; write nothing"),
         click.option("--allow-mass-delete", is_flag=True, help="apply deletes over the guard's share"),
         click.option("--max-delete-share", type=float, default=0.5, show_default=True,
                      help="mass-delete guard: largest share of a table's rows one run may delete"),
-    ]  # fmt: skip
-    for option in reversed(options):
-        func = option(func)
-    return func
+)  # fmt: skip
 
 
 def build_sync_options(kwargs: dict[str, Any], snapshot_id: str | None = None) -> SyncOptions:
@@ -113,14 +113,19 @@ def build_sync_options(kwargs: dict[str, Any], snapshot_id: str | None = None) -
     )
 
 
+def counts_text(table: dict[str, Any]) -> str:
+    return (
+        f"+{table['added']} added, ~{table['changed']} changed, -{table['deleted']} deleted, "
+        f"{table['unchanged']} unchanged"
+    )
+
+
 def render_report(report: dict[str, Any]) -> str:
     lines = [f"run {report['runId']}: snapshot {report['snapshotId']} {report['status']}"]
     if report.get("dryRun"):
         lines[0] += " (dry run: nothing written)"
     for name, t in report["tables"].items():
-        line = f"  {name}: +{t['added']} added, ~{t['changed']} changed, -{t['deleted']} deleted, "
-        line += f"{t['unchanged']} unchanged [{t['status']}]"
-        lines.append(line)
+        lines.append(f"  {name}: {counts_text(t)} [{t['status']}]")
         lines += [f"    {t['message']}"] if t.get("message") else []
         if t.get("errors"):
             lines.append(f"    {t['rejected']} record(s) not mirrored, e.g. {t['errors'][0]}")
@@ -192,8 +197,10 @@ def schema(out: Path, snapshot_id: str | None, **kwargs: Any) -> None:
         database_schema = jobs.open_store(config).read_schema(snapshot_id)
     else:
         source = jobs.open_source(config)
-        database_schema = source.read_schema()
-        source.close()
+        try:
+            database_schema = source.read_schema()
+        finally:
+            source.close()
     changed = write_convex_module(database_schema, out)
     click.echo(
         f"{'wrote' if changed else 'unchanged'} {out} (Xata schema {database_schema.fingerprint()[:12]})"
@@ -264,11 +271,7 @@ def snapshots_diff(old_id: str, new_id: str, as_json: bool, **kwargs: Any) -> No
     """Per-table adds, changes and deletes between two snapshots (nothing is written)."""
     tables = diff_snapshots(jobs.open_store(build_config(kwargs)), old_id, new_id)
     lines = [f"{old_id} -> {new_id}"]
-    for name, t in tables.items():
-        lines.append(
-            f"  {name}: +{t['added']} added, ~{t['changed']} changed, -{t['deleted']} deleted, "
-            f"{t['unchanged']} unchanged"
-        )
+    lines += [f"  {name}: {counts_text(t)}" for name, t in tables.items()]
     emit(as_json, {"from": old_id, "to": new_id, "tables": tables}, "\n".join(lines))
 
 

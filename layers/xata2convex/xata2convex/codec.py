@@ -17,6 +17,7 @@ Same value, same bytes: the diff may compare cell text and only decode where the
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import sys
@@ -201,6 +202,11 @@ def _split_record(record: str) -> list[Cell]:
 
 
 read_rows = read_rows_stdlib if _STDLIB_KEEPS_NULLS else read_rows_portable
+
+
+def parse_record(record: str) -> list[Cell]:
+    """The cells of one whole CSV record (as `record_batches` yields them; a trailing CR is ignored)."""
+    return next(read_rows(io.StringIO(record.rstrip("\r"), newline="")))
 
 
 def read_table(stream: Iterable[str], columns_by_name: dict[str, Column]) -> Iterator[dict[str, Any]]:

@@ -18,7 +18,6 @@ partition pair is diffed on its own, so memory is bounded by a partition, not by
 
 from __future__ import annotations
 
-import io
 import itertools
 import marshal
 import tempfile
@@ -28,7 +27,7 @@ from dataclasses import asdict, dataclass
 from operator import itemgetter
 from typing import IO, Any, Literal
 
-from .codec import Cell, decode_row, normalised, read_rows, record_batches
+from .codec import Cell, decode_row, normalised, parse_record, record_batches
 from .model import ID_COLUMN, Record, SnapshotError, TableSchema
 
 PARTITION_ROWS = 1_000_000
@@ -61,10 +60,6 @@ class Change:
     record: Record | None = None  # the new record (decoded); None for a delete
 
 
-def _parse(record: str) -> list[Cell]:
-    return next(read_rows(io.StringIO(record.rstrip("\r"), newline="")))
-
-
 def _header_and_rest(batches: Iterator[list[str]]) -> tuple[str | None, Iterator[list[str]]]:
     for batch in batches:
         if batch:
@@ -93,8 +88,8 @@ class TableDiffer:
         new_header, self._new = _header_and_rest(record_batches(new))
         if new_header is None:
             raise SnapshotError(f"table {table.name!r}: the new snapshot's CSV has no header")
-        self._old_header = [str(c) for c in _parse(old_header)] if old_header else []
-        self._new_header = [str(c) for c in _parse(new_header)]
+        self._old_header = [str(c) for c in parse_record(old_header)] if old_header else []
+        self._new_header = [str(c) for c in parse_record(new_header)]
         self._fast = self._old_header in ([], self._new_header) and not different_writers
         self._compare = list(dict.fromkeys([*self._new_header, *self._old_header]))
         self._normalise = different_writers
@@ -115,7 +110,7 @@ class TableDiffer:
         id_index = header.index(ID_COLUMN)
         if self._fast and id_index == 0:
             for records in batches:
-                ids = [r[: r.find(",")] if r[:1] != '"' else str(_parse(r)[0]) for r in records]
+                ids = [r[: r.find(",")] if r[:1] != '"' else str(parse_record(r)[0]) for r in records]
                 yield ids, list(map(hash, records)), records
             return
         index = {n: i for i, n in enumerate(header)}
@@ -126,7 +121,7 @@ class TableDiffer:
         for records in batches:
             ids, digests = [], []
             for record in records:
-                row = _parse(record)
+                row = parse_record(record)
                 row.append(None)
                 cells = cells_of(row)
                 if self._normalise:
@@ -162,13 +157,13 @@ class TableDiffer:
             differing = [i for i, pair in enumerate(zip(befores, digests, strict=True)) if pair[0] != pair[1]]
             for i in differing:
                 kind: ChangeKind = "added" if befores[i] is None else "changed"
-                yield Change(kind, ids[i], decode_row(_parse(texts[i]), columns))
+                yield Change(kind, ids[i], decode_row(parse_record(texts[i]), columns))
             added += befores.count(None)
             changed += len(differing)
             unchanged += len(ids) - len(differing)
             for i in [i for i, record_id in enumerate(ids) if record_id in retry] if retry else ():
                 if befores[i] == digests[i]:
-                    yield Change("retry", ids[i], decode_row(_parse(texts[i]), columns))
+                    yield Change("retry", ids[i], decode_row(parse_record(texts[i]), columns))
         changed -= added
         for gone in hashes:
             deleted += 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,9 +37,7 @@ def export_snapshot(
 
     def export_one(table: TableSchema) -> TableManifest:
         if isinstance(source, CsvSource):  # pre-rendered CSV: stored byte for byte
-            csv = source.copy_table_csv(table)
-            manifest = store.write_table_csv(snapshot_id, table, csv.chunks(), 0)
-            manifest = dataclasses.replace(manifest, rows=csv.rows)  # known once the stream ended
+            manifest = store.write_table_csv(snapshot_id, table, source.copy_table_csv(table))
         else:
             manifest = store.write_table(snapshot_id, table, source.read_table(table))
         log.info("exported table", extra={"table": table.name, "rows": manifest.rows})

@@ -81,7 +81,7 @@ def run_sync(config: Config, options: SyncOptions, *, trigger: str | None = None
         return Sync(store, reader, options).run()
     convex = open_convex(config)
     sync = Sync(store, MirrorWriter(convex, stop_after_batches=options.stop_after_batches), options)
-    record_run(convex, {"runId": sync.run_id, "status": "running", "mode": _mode(options)}, trigger)
+    record_run(convex, {"runId": sync.run_id, "status": "running", "mode": options.mode}, trigger)
     close_dead_run(store, convex, sync.run_id)
     try:
         report = sync.run()
@@ -118,10 +118,6 @@ def close_dead_run(store: SnapshotStore, convex: ConvexHttp, run_id: str) -> Non
     record_run(convex, {"runId": dead, "status": "failed", "error": error})
     if store.read_run_report(dead) is None:
         store.write_run_report(dead, {"runId": dead, "status": "failed", "error": error})
-
-
-def _mode(options: SyncOptions) -> str:
-    return "full" if options.full else "incremental"
 
 
 def record_run(convex: ConvexHttp, report: dict[str, Any], trigger: str | None = None) -> None:

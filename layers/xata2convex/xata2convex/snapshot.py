@@ -23,6 +23,7 @@ from .model import (
     Record,
     SnapshotError,
     SnapshotManifest,
+    TableCsv,
     TableManifest,
     TableSchema,
     schema_from_xata,
@@ -57,23 +58,32 @@ class _HashingWriter:
         self.sink.write(data)
 
 
-def write_csv(
-    blobs: BlobStore, key: str, file: str, table: TableSchema, pages: Iterable[list[Record]]
-) -> TableManifest:
-    """Stream records into one CSV object (header first) and describe it for the manifest."""
-    columns = table.snapshot_columns()
-    rows = 0
+class RecordsCsv:
+    """A `model.TableCsv` rendered by the codec from pages of decoded records (the SDK source)."""
+
+    def __init__(self, table: TableSchema, pages: Iterable[list[Record]]) -> None:
+        self.columns = table.snapshot_columns()
+        self.pages = pages
+        self.rows = 0
+
+    def chunks(self) -> Iterator[bytes]:
+        yield codec.format_row([c.name for c in self.columns]).encode()
+        for page in self.pages:  # memory holds one page at a time
+            yield "".join([codec.format_row(codec.encode_record(r, self.columns)) for r in page]).encode()
+            self.rows += len(page)
+
+
+def write_csv(blobs: BlobStore, key: str, file: str, table: TableSchema, csv: TableCsv) -> TableManifest:
+    """Stream one table's CSV into the store and describe it for the manifest."""
     with blobs.open_write(key) as sink:
         out = _HashingWriter(sink)
-        out.write(codec.format_row([c.name for c in columns]).encode())
-        for page in pages:
-            out.write("".join([codec.format_row(codec.encode_record(r, columns)) for r in page]).encode())
-            rows += len(page)
+        for chunk in csv.chunks():
+            out.write(chunk)
     return TableManifest(
         name=table.name,
         file=file,
-        rows=rows,
-        columns=tuple(c.name for c in columns),
+        rows=csv.rows,  # known once the chunks are exhausted
+        columns=tuple(c.name for c in table.snapshot_columns()),
         sha256=out.sha.hexdigest(),
         bytes=out.bytes,
     )
@@ -103,27 +113,13 @@ class SnapshotStore:
     def write_table(
         self, snapshot_id: str, table: TableSchema, pages: Iterable[list[Record]]
     ) -> TableManifest:
-        """Stream a table's pages into its CSV; memory holds one page at a time."""
-        file = f"tables/{table.name}.csv"
-        return write_csv(self.blobs, self.snapshot_key(snapshot_id, file), file, table, pages)
+        """Stream a table's pages of decoded records into its CSV."""
+        return self.write_table_csv(snapshot_id, table, RecordsCsv(table, pages))
 
-    def write_table_csv(
-        self, snapshot_id: str, table: TableSchema, chunks: Iterable[bytes], rows: int
-    ) -> TableManifest:
-        """Store CSV bytes already in the codec's format (header included), e.g. from Postgres COPY."""
+    def write_table_csv(self, snapshot_id: str, table: TableSchema, csv: TableCsv) -> TableManifest:
+        """Store a table's CSV as the source rendered it (e.g. Postgres COPY), byte for byte."""
         file = f"tables/{table.name}.csv"
-        with self.blobs.open_write(self.snapshot_key(snapshot_id, file)) as sink:
-            out = _HashingWriter(sink)
-            for chunk in chunks:
-                out.write(chunk)
-        return TableManifest(
-            name=table.name,
-            file=file,
-            rows=rows,
-            columns=tuple(c.name for c in table.snapshot_columns()),
-            sha256=out.sha.hexdigest(),
-            bytes=out.bytes,
-        )
+        return write_csv(self.blobs, self.snapshot_key(snapshot_id, file), file, table, csv)
 
     def write_manifest(self, manifest: SnapshotManifest) -> None:
         """Written last: a snapshot without a manifest is incomplete and never read."""
@@ -137,12 +133,12 @@ class SnapshotStore:
     def list_snapshots(self) -> list[str]:
         """Complete snapshots (those with a manifest), oldest first."""
         ids = self.blobs.list_dirs(f"{self.base}snapshots/")
-        return [i for i in ids if self.blobs.get(self.snapshot_key(i, "manifest.json")) is not None]
+        return [i for i in ids if self.blobs.exists(self.snapshot_key(i, "manifest.json"))]
 
     def latest_snapshot(self) -> str | None:
         """The newest complete snapshot; reads manifests newest first and stops at the first found."""
         for snapshot_id in reversed(self.blobs.list_dirs(f"{self.base}snapshots/")):
-            if self.blobs.get(self.snapshot_key(snapshot_id, "manifest.json")) is not None:
+            if self.blobs.exists(self.snapshot_key(snapshot_id, "manifest.json")):
                 return snapshot_id
         return None
 

@@ -38,6 +38,8 @@ class BlobStore(Protocol):
 
     def get(self, key: str) -> Blob | None: ...
 
+    def exists(self, key: str) -> bool: ...
+
     def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
         """Write the whole object; returns its new etag. Raises PreconditionFailed on a lost race."""
         ...
@@ -87,8 +89,14 @@ class LocalBlobStore:
             data = self._path(key).read_bytes()
         except FileNotFoundError:
             return None
+        return Blob(data, self._etag(key))
+
+    def _etag(self, key: str) -> str:
         stat = self._path(key).stat()
-        return Blob(data, f"{stat.st_mtime_ns}-{stat.st_size}")
+        return f"{stat.st_mtime_ns}-{stat.st_size}"
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
 
     def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
         path = self._path(key)
@@ -100,15 +108,11 @@ class LocalBlobStore:
             except FileExistsError as exc:
                 raise PreconditionFailed(f"{self.describe(key)} already exists") from exc
         else:
-            if if_match is not None:
-                current = self.get(key)
-                if current is None or current.etag != if_match:
-                    raise PreconditionFailed(f"{self.describe(key)} changed since it was read")
+            if if_match is not None and (not self.exists(key) or self._etag(key) != if_match):
+                raise PreconditionFailed(f"{self.describe(key)} changed since it was read")
             with _AtomicLocalFile(path) as fh:
                 fh.write(data)
-        blob = self.get(key)
-        assert blob is not None
-        return blob.etag
+        return self._etag(key)
 
     def list_dirs(self, prefix: str) -> list[str]:
         base = self._path(prefix)
@@ -181,6 +185,15 @@ class S3BlobStore:
         except self.client.exceptions.NoSuchKey:
             return None
         return Blob(obj["Body"].read(), obj["ETag"])
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
 
     def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key), "Body": data}

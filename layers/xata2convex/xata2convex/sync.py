@@ -34,8 +34,6 @@ from .model import (
     RecordError,
     SnapshotError,
     SnapshotManifest,
-    TableManifest,
-    TableSchema,
     XataToConvexError,
     utc_now_iso,
 )
@@ -55,6 +53,10 @@ class SyncOptions:
     allow_mass_delete: bool = False
     run_id: str | None = None
     stop_after_batches: int | None = None  # fault hook: stop the push after this many batches
+
+    @property
+    def mode(self) -> str:
+        return "full" if self.full else "incremental"
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> SyncOptions:
@@ -104,6 +106,10 @@ class TableResult:
         return self.status in ("applied", "unchanged")
 
 
+def _without_status(progress: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in progress.items() if k != "status"}
+
+
 def new_run_id() -> str:
     return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
@@ -128,8 +134,7 @@ class Sync:
         if snapshot_id is None:
             raise SnapshotError("no complete snapshot to sync: run `xata2convex export` first")
         manifest = self._manifest(snapshot_id)
-        schema = self.store.read_schema(snapshot_id)
-        plan = MirrorPlan.from_schema(schema)
+        plan = MirrorPlan.from_schema(self._schema(snapshot_id))
         state, etag = self.store.read_state()
         state = state or {"tables": {}}
         left_behind = self.store.read_progress() or {"tables": {}}  # by a run that did not finish
@@ -162,8 +167,8 @@ class Sync:
                 results[name].message = "; ".join(drift.notices[name]) + f". Regenerate the schema: {fix}"
 
         report = self._report(snapshot_id, started_at, started, results, drift)
-        if not self.options.dry_run:
-            self._advance_state(state, etag, snapshot_id, manifest.tables, results)
+        if self._writes:
+            self._advance_state(state, etag, snapshot_id, results)
             self.store.clear_progress()
             self.store.write_run_report(self.run_id, report)
         return report
@@ -173,10 +178,18 @@ class Sync:
         entry: dict[str, Any] | None = state["tables"].get(name)
         carried = self._progress["tables"].get(name)
         if carried and carried["status"] == "applied":
-            return {k: carried[k] for k in ("snapshotId", "sha256", "rejected")}
+            return _without_status(carried)
         if carried:  # the dead run had started writing this table
             return {**(entry or {}), "dirty": True}
         return entry
+
+    def _entry(self, snapshot_id: str, name: str, rejected: list[str]) -> dict[str, Any]:
+        """A table's entry in applied.json (and, while a run writes, in progress.json)."""
+        return {
+            "snapshotId": snapshot_id,
+            "sha256": self._manifest(snapshot_id).table(name).sha256,
+            "rejected": rejected,
+        }
 
     def _mark(self, name: str, progress: dict[str, Any]) -> None:
         if self._writes:
@@ -243,8 +256,7 @@ class Sync:
         if self.options.dry_run and result.status != "blocked":
             result.status = "dry-run"
         if result.applied:
-            entry = {"snapshotId": snapshot_id, "sha256": new.table(name).sha256, "rejected": result.rejected}
-            self._mark(name, {"status": "applied", **entry})
+            self._mark(name, {"status": "applied", **self._entry(snapshot_id, name, result.rejected)})
         result.batches = stats.batches
         result.duplicates_removed = stats.duplicates_removed
         result.duration_ms = int((time.monotonic() - started) * 1000)
@@ -322,17 +334,15 @@ class Sync:
         state: dict[str, Any],
         etag: str | None,
         snapshot_id: str,
-        manifests: tuple[TableManifest, ...],
         results: dict[str, TableResult],
     ) -> None:
         tables = dict(state.get("tables", {}))
         for name, result in results.items():
             carried = self._progress["tables"].get(name)
             if result.applied:
-                sha = next(t.sha256 for t in manifests if t.name == name)
-                tables[name] = {"snapshotId": snapshot_id, "sha256": sha, "rejected": result.rejected}
+                tables[name] = self._entry(snapshot_id, name, result.rejected)
             elif carried and carried["status"] == "applied":  # reached by a run that died; keep it
-                tables[name] = {k: carried[k] for k in ("snapshotId", "sha256", "rejected")}
+                tables[name] = _without_status(carried)
             elif carried:  # part of this table's changes were written, then it was held back
                 tables[name] = {**tables.get(name, {}), "dirty": True}
         for name in list(tables):
@@ -358,7 +368,7 @@ class Sync:
         return {
             "runId": self.run_id,
             "snapshotId": snapshot_id,
-            "mode": "full" if self.options.full else "incremental",
+            "mode": self.options.mode,
             "dryRun": self.options.dry_run,
             "status": status,
             "startedAt": started_at,
@@ -372,27 +382,21 @@ class Sync:
 
 def diff_snapshots(store: SnapshotStore, old_id: str, new_id: str) -> dict[str, dict[str, Any]]:
     """Per-table counts between two snapshots (`snapshots diff A B`), writing nothing."""
-    new_schema = store.read_schema(new_id)
-    old_tables = {t.name for t in store.read_manifest(old_id).tables}
+    old, new = store.read_manifest(old_id), store.read_manifest(new_id)
+    old_tables = {t.name: t for t in old.tables}
     counts: dict[str, dict[str, Any]] = {}
-    for table in new_schema.tables:
-        counts[table.name] = _count(store, table, old_id if table.name in old_tables else None, new_id)
-    for name in sorted(old_tables - {t.name for t in new_schema.tables}):
-        counts[name] = {"added": 0, "changed": 0, "deleted": store.read_manifest(old_id).table(name).rows,
-                        "unchanged": 0, "status": "dropped"}  # fmt: skip
+    for table in store.read_schema(new_id).tables:
+        before = old_tables.pop(table.name, None)
+        differ = TableDiffer(
+            table,
+            store.iter_text(old_id, table.name) if before else None,
+            store.iter_text(new_id, table.name),
+            old_rows=before.rows if before else 0,
+            different_writers=before is not None and old.source != new.source,
+        )
+        for _ in differ:
+            pass
+        counts[table.name] = differ.result.to_json()
+    for name, gone in sorted(old_tables.items()):
+        counts[name] = {"added": 0, "changed": 0, "deleted": gone.rows, "unchanged": 0, "status": "dropped"}
     return counts
-
-
-def _count(store: SnapshotStore, table: TableSchema, old_id: str | None, new_id: str) -> dict[str, Any]:
-    old_manifest = store.read_manifest(old_id) if old_id else None
-    differ = TableDiffer(
-        table,
-        store.iter_text(old_id, table.name) if old_id else None,
-        store.iter_text(new_id, table.name),
-        old_rows=old_manifest.table(table.name).rows if old_manifest else 0,
-        different_writers=old_manifest is not None
-        and old_manifest.source != store.read_manifest(new_id).source,
-    )
-    for _ in differ:
-        pass
-    return differ.result.to_json()

@@ -157,13 +157,17 @@ class XataSdkSource:
         if client is None:
             settings = self.settings
             client = sdk_client(settings.api_key, settings.database_url, settings.endpoint_url)
+            # One adapter for the thread's sessions: its last response is the one that just failed.
+            adapter = _TimeoutAdapter(settings.timeout_s)
             for namespace in (client.branch(), client.data()):
-                adapter = _TimeoutAdapter(settings.timeout_s)
                 namespace.session.mount("https://", adapter)
                 namespace.session.mount("http://", adapter)
-                namespace.adapter = adapter
-            self._local.client = client
+            self._local.client, self._local.adapter = client, adapter
         return client
+
+    def _last_response(self) -> requests.Response | None:
+        adapter: _TimeoutAdapter = self._local.adapter
+        return adapter.last_response
 
     def _call(self, what: str, call: Callable[[XataClient], Any]) -> dict[str, Any]:
         """One SDK call with rate limiting, retries and clear errors. `what` names table and page."""
@@ -185,9 +189,10 @@ class XataSdkSource:
         try:
             response = call(client)
         except RateLimitError as exc:
-            raise _TransientError("429 rate limited", self._retry_after(client)) from exc
+            raise _TransientError("429 rate limited", self._retry_after()) from exc
         except XataServerError as exc:
-            raise _TransientError(f"server error ({_status_of(client)})") from exc
+            last = self._last_response()
+            raise _TransientError(f"server error ({last.status_code if last else 'unknown status'})") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _TransientError(f"connection error: {type(exc).__name__}") from exc
         except UnauthorizedError as exc:
@@ -197,12 +202,9 @@ class XataSdkSource:
             raise SourceError(f"{what}: Xata answered {response.status_code}: {message}")
         return response
 
-    def _retry_after(self, client: XataClient) -> float | None:
-        header = None
-        for namespace in (client.data(), client.branch()):
-            last = namespace.adapter.last_response
-            if last is not None and last.status_code == 429:
-                header = last.headers.get("x-ratelimit-reset")
+    def _retry_after(self) -> float | None:
+        last = self._last_response()
+        header = last.headers.get("x-ratelimit-reset") if last is not None else None
         if header is None:
             return None
         try:
@@ -255,14 +257,6 @@ class XataSdkSource:
                 return
             cursor = meta["cursor"]
             page_no += 1
-
-
-def _status_of(client: XataClient) -> str:
-    for namespace in (client.data(), client.branch()):
-        last = namespace.adapter.last_response
-        if last is not None:
-            return str(last.status_code)
-    return "unknown status"
 
 
 class _RecordNormaliser:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .model import Source
-from .snapshot import write_csv
+from .snapshot import RecordsCsv, write_csv
 from .storage import LocalBlobStore
 
 
@@ -24,9 +24,8 @@ def replay_to_files(source: Source, folder: Path, output_format: str) -> Iterato
     blobs = LocalBlobStore(folder)
     for table in schema.tables:
         if output_format == "csv":
-            manifest = write_csv(
-                blobs, f"{table.name}.csv", f"{table.name}.csv", table, source.read_table(table)
-            )
+            csv = RecordsCsv(table, source.read_table(table))
+            manifest = write_csv(blobs, f"{table.name}.csv", f"{table.name}.csv", table, csv)
             yield f"wrote {folder / manifest.file} ({manifest.rows} rows)"
             continue
         rows = 0
