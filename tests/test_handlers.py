@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import subprocess
@@ -21,13 +22,13 @@ from tests.fixtures.trigger import (
     TEST_TRIGGER_SECRET,
     FakeLambdaApi,
     signed_headers,
+    sync_run,
     trigger_body,
     url_event,
     worker_invocation,
 )
 from tests.fixtures.xata import XataStandInFactory
 from xata2convex import trigger
-from xata2convex.convex_sink import ConvexHttp
 from xata2convex.local.convex_server import LocalConvex
 from xata2convex.local.trigger_server import LocalLambdaContext, TriggerServer, load_handler_module
 from xata2convex.snapshot import SnapshotStore
@@ -38,13 +39,11 @@ EVENTS = REPO / "events"
 FAKE_XATA_KEY = "xau_FAKE-xata-key-1a2b3c4d5e6f"
 FAKE_CONVEX_KEY = "prod:FAKE-convex-deploy-key|0f1e2d3c4b5a"
 FAKE_PG_PASSWORD = "FAKE-pg-password-5e6f7a8b9c"
-_modules: dict[str, ModuleType] = {}
 
 
+@functools.cache
 def handler(name: str) -> ModuleType:
-    if name not in _modules:
-        _modules[name] = load_handler_module(REPO / "functions" / name / "app.py")
-    return _modules[name]
+    return load_handler_module(REPO / "functions" / name / "app.py")
 
 
 def invoke(name: str, event: dict[str, Any]) -> Any:
@@ -340,9 +339,7 @@ def test_the_aws_path_end_to_end_secrets_manager_s3_xata_and_convex(
     # The sample seed holds integers past 2^53 that Convex cannot store: those records make it "partial".
     assert report["status"] == "partial" and report["runId"] == run_id
     assert trigger.RunLock.for_store(store).holder() is None
-    doc = ConvexHttp(fresh_local_convex.url, fresh_local_convex.deploy_key).query(
-        "syncRuns:get", {"runId": run_id}
-    )
+    doc = sync_run(fresh_local_convex, run_id)
     assert doc["status"] == "partial" and doc["snapshotId"] == report["snapshotId"]
     manifest = store.read_manifest(report["snapshotId"])
     refused = {name: t.get("rejected", 0) for name, t in report["tables"].items()}
@@ -370,9 +367,7 @@ def test_a_failed_worker_run_fails_the_invocation_with_the_scrubbed_error(
         invoke("sync_worker", {"runId": "handler-fail-1", "mode": "incremental"})
     assert os.environ["XATA_API_KEY"] not in str(raised.value)
     assert trigger.RunLock.for_store(store).holder() is None
-    doc = ConvexHttp(local_convex.url, local_convex.deploy_key).query(
-        "syncRuns:get", {"runId": "handler-fail-1"}
-    )
+    doc = sync_run(local_convex, "handler-fail-1")
     assert doc["status"] == "failed"
 
 
@@ -455,9 +450,7 @@ def test_a_signed_post_over_http_runs_export_and_sync_into_convex(
     )
     assert unsigned.status_code == 401
     assert trigger_server.wait_for_runs(timeout=120)
-    doc = ConvexHttp(fresh_local_convex.url, fresh_local_convex.deploy_key).query(
-        "syncRuns:get", {"runId": "http-run-1"}
-    )
+    doc = sync_run(fresh_local_convex, "http-run-1")
     assert doc["status"] == "partial" and sum(t["added"] for t in doc["tables"]) > 0
     assert doc["finishedAt"] >= doc["startedAt"]
 

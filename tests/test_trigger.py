@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.trigger import TEST_TRIGGER_SECRET, signed_headers, trigger_body
+from tests.fixtures.trigger import TEST_TRIGGER_SECRET, signed_headers, sync_run, trigger_body
 from xata2convex import trigger
 from xata2convex.config import Config, ConfigError
 from xata2convex.local.convex_server import LocalConvex
@@ -301,19 +301,18 @@ def worker_config(root: Path, convex: LocalConvex) -> Config:
     )
 
 
-def sync_run(convex: LocalConvex, run_id: str) -> dict[str, Any]:
-    from xata2convex.convex_sink import ConvexHttp
-
-    doc: dict[str, Any] = ConvexHttp(convex.url, convex.deploy_key).query("syncRuns:get", {"runId": run_id})
-    return doc
+def store_held_by(root: Path, run_id: str) -> SnapshotStore:
+    """The worker's snapshot folder with `run_id` holding the run lock, as the trigger leaves it."""
+    store = SnapshotStore(LocalBlobStore(root), "sample", "main")
+    trigger.RunLock.for_store(store).acquire(run_id)
+    return store
 
 
 def test_the_worker_runs_export_and_sync_under_the_run_id_and_releases_the_lock(
     tmp_path: Path, local_convex: LocalConvex
 ) -> None:
     config = worker_config(tmp_path, local_convex)
-    store = SnapshotStore(LocalBlobStore(tmp_path), "sample", "main")
-    trigger.RunLock.for_store(store).acquire("worker-ok-1")
+    store = store_held_by(tmp_path, "worker-ok-1")
     seen: list[SyncOptions] = []
 
     def job(cfg: Config, options: SyncOptions) -> dict[str, Any]:
@@ -331,8 +330,7 @@ def test_a_failed_run_is_recorded_scrubbed_in_convex_and_runs_and_frees_the_lock
     tmp_path: Path, local_convex: LocalConvex, log_records: list[str], capfd: pytest.CaptureFixture[str]
 ) -> None:
     config = worker_config(tmp_path, local_convex)
-    store = SnapshotStore(LocalBlobStore(tmp_path), "sample", "main")
-    trigger.RunLock.for_store(store).acquire("worker-fail-1")
+    store = store_held_by(tmp_path, "worker-fail-1")
 
     def job(cfg: Config, options: SyncOptions) -> dict[str, Any]:
         raise RuntimeError(f"upstream said: bad key {FAKE_XATA_KEY} / {local_convex.deploy_key}")
@@ -354,8 +352,7 @@ def test_a_failed_run_is_recorded_scrubbed_in_convex_and_runs_and_frees_the_lock
 def test_a_worker_without_the_lock_does_nothing(tmp_path: Path, local_convex: LocalConvex) -> None:
     """A duplicate async delivery, or a start after the lease expired, must not run a second sync."""
     config = worker_config(tmp_path, local_convex)
-    store = SnapshotStore(LocalBlobStore(tmp_path), "sample", "main")
-    trigger.RunLock.for_store(store).acquire("the-holder")
+    store = store_held_by(tmp_path, "the-holder")
     calls: list[SyncOptions] = []
 
     def job(cfg: Config, options: SyncOptions) -> dict[str, Any]:

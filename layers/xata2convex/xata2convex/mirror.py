@@ -27,8 +27,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any, Final, Literal
+from functools import cached_property, partial
+from typing import Any, Final, Literal, TypeVar
 
 from xata2convex.model import (
     EXPIRING_FILE_FIELDS,
@@ -137,17 +137,20 @@ class TablePlan:
     def xata_name(self) -> str:
         return self.schema.name
 
+    @cached_property
+    def document_columns(self) -> tuple[tuple[str, Column], ...]:
+        """(Convex field, snapshot column) for the id, the metadata and the user's columns."""
+        return (
+            (XATA_ID_FIELD, Column(ID_COLUMN, "string", not_null=True)),
+            *((name, Column(name, type_)) for name, type_ in META_COLUMNS),
+            *((plan.convex_name, plan.column) for plan in self.fields),
+        )
+
     def field(self, xata_column: str) -> FieldPlan:
-        for plan in self.fields:
-            if plan.xata_name == xata_column:
-                return plan
-        raise KeyError(xata_column)
+        return _find(self.fields, "xata_name", xata_column)
 
     def field_for_convex(self, convex_field: str) -> FieldPlan:
-        for plan in self.fields:
-            if plan.convex_name == convex_field:
-                return plan
-        raise KeyError(convex_field)
+        return _find(self.fields, "convex_name", convex_field)
 
 
 @dataclass(frozen=True)
@@ -184,16 +187,20 @@ class MirrorPlan:
         return cls(schema, tuple(tables))
 
     def table(self, xata_table: str) -> TablePlan:
-        for plan in self.tables:
-            if plan.xata_name == xata_table:
-                return plan
-        raise KeyError(xata_table)
+        return _find(self.tables, "xata_name", xata_table)
 
     def table_for_convex(self, convex_table: str) -> TablePlan:
-        for plan in self.tables:
-            if plan.convex_name == convex_table:
-                return plan
-        raise KeyError(convex_table)
+        return _find(self.tables, "convex_name", convex_table)
+
+
+_Plan = TypeVar("_Plan", FieldPlan, TablePlan)
+
+
+def _find(plans: tuple[_Plan, ...], side: Literal["xata_name", "convex_name"], name: str) -> _Plan:
+    for plan in plans:
+        if getattr(plan, side) == name:
+            return plan
+    raise KeyError(name)
 
 
 class _Unstorable(ValueError):
@@ -229,40 +236,31 @@ def to_convex_document(table: TablePlan, record: Record, warnings: list[str] | N
         raise RecordError(table.xata_name, str(record_id), ID_COLUMN, "the record has no id")
     sink: list[str] = [] if warnings is None else warnings
     document: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for field_name, column in _document_columns(table):
+    for field_name, column in table.document_columns:
         value = record.get(column.name)
         if value is None:
             continue
-        warn = partial(_warn, sink, f"table {table.xata_name!r} record {record_id!r} field {column.name!r}")
+        warn = partial(_warn, sink, table.xata_name, record_id, column.name)
         try:
             document[field_name] = _convert(column, value, warn)
         except _Unstorable as err:
             raise RecordError(table.xata_name, record_id, column.name, str(err)) from None
-        sources[field_name] = column.name
     size = SYSTEM_FIELDS_BYTES + convex_size(document)
     if size > MAX_DOCUMENT_BYTES:
         largest = max(document, key=lambda name: convex_size(document[name]))
         raise RecordError(
             table.xata_name,
             record_id,
-            sources[largest],
+            next(column.name for name, column in table.document_columns if name == largest),
             f"the document would be about {size} bytes by Convex's size rule; Convex stores at most "
             f"{MAX_DOCUMENT_BYTES} bytes (1 MiB) per document",
         )
     return document
 
 
-def _warn(sink: list[str], where: str, reason: str) -> None:
-    sink.append(f"{where}: {reason}")
-
-
-def _document_columns(table: TablePlan) -> list[tuple[str, Column]]:
-    """(Convex field, snapshot column) for the id, the metadata and the user's columns."""
-    columns = [(XATA_ID_FIELD, Column(ID_COLUMN, "string", not_null=True))]
-    columns += [(name, Column(name, type_)) for name, type_ in META_COLUMNS]
-    columns += [(plan.convex_name, plan.column) for plan in table.fields]
-    return columns
+def _warn(sink: list[str], table: str, record_id: str, column: str, reason: str) -> None:
+    # Formatted only when a warning is given: this runs once per field of every record.
+    sink.append(f"table {table!r} record {record_id!r} field {column!r}: {reason}")
 
 
 def _convert(column: Column, value: Any, warn: Warn) -> Any:

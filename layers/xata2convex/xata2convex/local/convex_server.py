@@ -13,7 +13,6 @@ import os
 import queue
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -22,13 +21,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import IO, Any
 
 import click
 
 from ..model import DatabaseSchema, XataToConvexError
 from ..schemagen import write_convex_module
+from .foreground import catch_stop_signals, serve_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -238,28 +238,14 @@ def _pump(stream: IO[str], sink: Callable[[str], None], on_close: Callable[[], N
 def convex_command(port: int, host: str, deploy_key: str | None) -> None:
     """Serve ./convex as a local Convex deployment in the foreground; print the settings to use."""
     convex = LocalConvex(Path.cwd(), port=port, host=host, deploy_key=deploy_key)
-    stopped = threading.Event()
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        stopped.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    stopped = catch_stop_signals()
     try:
         convex.start()
     except LocalConvexError as exc:
         raise click.ClickException(str(exc)) from exc
     with convex:
-        for name, value in convex.settings().items():
-            click.echo(f"{name}={value}")
-        click.get_text_stream("stdout").flush()
-        while not stopped.wait(0.5):
-            if not convex.is_running():
-                raise click.ClickException("local Convex exited")
-
-
-if __name__ == "__main__":
-    convex_command()
+        if not serve_until_stopped(stopped, convex.settings(), alive=convex.is_running):
+            raise click.ClickException("local Convex exited")
 
 
 @contextmanager
@@ -275,3 +261,7 @@ def project_for_schema(schema: DatabaseSchema, base: Path = REPO_ROOT) -> Iterat
         yield project
     finally:
         shutil.rmtree(project, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    convex_command()

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .xata_server import xid
+from .xata_store import xid
 
 Record = dict[str, Any]
 VECTOR_DIMENSION = 1536

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import signal
-import sys
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -26,6 +24,7 @@ import click
 
 from .. import trigger
 from ..config import ConfigError
+from .foreground import catch_stop_signals, serve_until_stopped
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 HANDLER_FILE = Path("functions/trigger_url/app.py")
@@ -215,18 +214,9 @@ def local_trigger_command(port: int, host: str, handler_path: Path | None) -> No
         trigger.load_trigger_secret()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    stopped = threading.Event()
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        stopped.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    stopped = catch_stop_signals()
     with TriggerServer(host=host, port=port, handler_path=handler_path) as server:
-        click.echo(f"TRIGGER_URL={server.url}")
-        sys.stdout.flush()
-        while not stopped.wait(0.5):
-            pass
+        serve_until_stopped(stopped, {"TRIGGER_URL": server.url})
         server.wait_for_runs(timeout=60)
 
 

@@ -21,7 +21,6 @@ import hmac
 import json
 import logging
 import secrets
-import signal
 import socket
 import sys
 import threading
@@ -29,14 +28,14 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import click
 
+from .foreground import catch_stop_signals, serve_until_stopped
 from .xata_store import ApiError, Branch, projector
-from .xata_store import xid as xid  # re-exported: seedgen imports it from here
 
 log = logging.getLogger(__name__)
 
@@ -384,19 +383,9 @@ def xata_command(
         fail_429_every=fail_429_every,
         fail_5xx_every=fail_5xx_every,
     )
-    stopped = threading.Event()
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        stopped.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    stopped = catch_stop_signals()
     with standin:
-        for name, value in standin.settings().items():
-            click.echo(f"{name}={value}")
-        click.get_text_stream("stdout").flush()
-        while not stopped.wait(0.5):
-            pass
+        serve_until_stopped(stopped, standin.settings())
 
 
 if __name__ == "__main__":

@@ -70,11 +70,12 @@ class Table:
         self.name: str = schema["name"]
         self.columns: dict[str, dict[str, Any]] = {c["name"]: c for c in schema.get("columns", [])}
         self.postgres = "xata_id" in self.columns
+        self.id_key = "xata_id" if self.postgres else "id"
         self.records: dict[str, Record] = {}
         self.ids: list[str] = []  # sorted; pagination bisects it
 
     def record_id(self, record: Record) -> str:
-        return str(record["xata_id" if self.postgres else "id"])
+        return str(record[self.id_key])
 
     def user_columns(self) -> list[str]:
         return [name for name in self.columns if name not in PG_META]
@@ -129,9 +130,10 @@ def load_seed(seed_dir: Path) -> tuple[dict[str, Any], dict[str, Table]]:
                     if not line.strip():
                         continue
                     record = json.loads(line)
-                    key = "xata_id" if table.postgres else "id"
-                    if not isinstance(record, dict) or not isinstance(record.get(key), str):
-                        raise ValueError(f"{path}:{number}: a record of table {table.name!r} needs {key!r}")
+                    if not isinstance(record, dict) or not isinstance(record.get(table.id_key), str):
+                        raise ValueError(
+                            f"{path}:{number}: a record of table {table.name!r} needs {table.id_key!r}"
+                        )
                     table.store(record)
         tables[table.name] = table
     return schema, tables
@@ -457,7 +459,7 @@ class Branch:
         if not isinstance(body, dict):
             raise ApiError(400, f"table [{table.name}]: the record must be a JSON object")
         body = dict(body)
-        id_key = "xata_id" if table.postgres else "id"
+        id_key = table.id_key
         if mode == "insert" and id_key in body:
             rid = body.pop(id_key)
             if not isinstance(rid, str) or not rid:
