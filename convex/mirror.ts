@@ -65,11 +65,27 @@ async function findByXataId(
 }
 
 /*
- * Bytes a document costs the read limit. Counted twice for a document that is then replaced or
- * deleted, since the write may read it again.
+ * Bytes documents cost the read limit. Counted twice for documents that are then replaced or
+ * deleted, since the write may read them again.
  */
-function readCost(docs: MirroredDocument[], rewritten: number): number {
-  return docs.reduce((sum, doc, i) => sum + getDocumentSize(doc) * (i < rewritten ? 2 : 1), 0);
+function readCost(docs: MirroredDocument[], rewritten: boolean): number {
+  return docs.reduce((sum, doc) => sum + getDocumentSize(doc), 0) * (rewritten ? 2 : 1);
+}
+
+/**
+ * Runs `each` on the items in order until READ_BUDGET_BYTES is read, always on at least one;
+ * `each` returns the bytes it read. Returns how many items it ran on.
+ */
+async function withinReadBudget<T>(
+  items: T[],
+  each: (item: T, index: number) => Promise<number>,
+): Promise<number> {
+  let bytesRead = 0;
+  for (const [index, item] of items.entries()) {
+    if (index > 0 && bytesRead >= READ_BUDGET_BYTES) return index;
+    bytesRead += await each(item, index);
+  }
+  return items.length;
 }
 
 function withoutSystemFields(doc: GenericDocument): Record<string, Value> {
@@ -152,31 +168,29 @@ export const upsertBatch = internalMutation({
   handler: async (ctx, args) => {
     const table = mirrorTable(args.table);
     const db = untyped(ctx.db);
-    const counts = { processed: 0, inserted: 0, updated: 0, unchanged: 0, duplicatesRemoved: 0 };
-    let bytesRead = 0;
-    for (const [index, raw] of args.documents.entries()) {
-      if (index > 0 && bytesRead >= READ_BUDGET_BYTES) break;
+    const counts = { inserted: 0, updated: 0, unchanged: 0, duplicatesRemoved: 0 };
+    const processed = await withinReadBudget(args.documents, async (raw, index) => {
       const doc = checkedDocument(table, raw, index);
       const xataId = doc.xata_id as string;
       const [existing, ...duplicates] = await findByXataId(db, table, xataId);
       for (const duplicate of duplicates) await db.delete(table, duplicate._id);
       counts.duplicatesRemoved += duplicates.length;
+      const duplicatesRead = readCost(duplicates, true);
       if (existing === undefined) {
         await naming(table, xataId, () => db.insert(table, doc));
         counts.inserted += 1;
-      } else if (sameValue(withoutSystemFields(existing), doc)) {
-        bytesRead += readCost([existing], 0);
-        counts.unchanged += 1;
-      } else {
-        // replace, not patch: a field that is null in Xata now must leave the document.
-        await naming(table, xataId, () => db.replace(table, existing._id, doc));
-        bytesRead += readCost([existing], 1);
-        counts.updated += 1;
+        return duplicatesRead;
       }
-      bytesRead += readCost(duplicates, duplicates.length);
-      counts.processed += 1;
-    }
-    return counts;
+      if (sameValue(withoutSystemFields(existing), doc)) {
+        counts.unchanged += 1;
+        return duplicatesRead + readCost([existing], false);
+      }
+      // replace, not patch: a field that is null in Xata now must leave the document.
+      await naming(table, xataId, () => db.replace(table, existing._id, doc));
+      counts.updated += 1;
+      return duplicatesRead + readCost([existing], true);
+    });
+    return { processed, ...counts };
   },
 });
 
@@ -196,10 +210,8 @@ export const deleteBatch = internalMutation({
   handler: async (ctx, args) => {
     const table = mirrorTable(args.table);
     const db = untyped(ctx.db);
-    const counts = { processed: 0, deleted: 0, missing: 0, duplicatesRemoved: 0 };
-    let bytesRead = 0;
-    for (const [index, xataId] of args.xataIds.entries()) {
-      if (index > 0 && bytesRead >= READ_BUDGET_BYTES) break;
+    const counts = { deleted: 0, missing: 0, duplicatesRemoved: 0 };
+    const processed = await withinReadBudget(args.xataIds, async (xataId) => {
       const existing = await findByXataId(db, table, xataId);
       for (const doc of existing) await db.delete(table, doc._id);
       if (existing.length === 0) {
@@ -208,10 +220,9 @@ export const deleteBatch = internalMutation({
         counts.deleted += 1;
         counts.duplicatesRemoved += existing.length - 1;
       }
-      bytesRead += readCost(existing, existing.length);
-      counts.processed += 1;
-    }
-    return counts;
+      return readCost(existing, true);
+    });
+    return { processed, ...counts };
   },
 });
 

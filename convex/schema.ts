@@ -1,5 +1,5 @@
 import { defineSchema, defineTable } from "convex/server";
-import { type Infer, v } from "convex/values";
+import { v } from "convex/values";
 import { xataTables } from "./xataTables";
 
 export const syncRunStatus = v.union(
@@ -45,7 +45,6 @@ export const syncRunDoc = v.object({
   _creationTime: v.number(),
   ...syncRunFields,
 });
-export type SyncRun = Infer<typeof syncRunDoc>;
 
 /** The sync cron's settings: one document, kept by convex/init.ts. */
 export const syncScheduleFields = {

@@ -16,8 +16,12 @@ export async function computeSignature(secret: string, timestamp: string, body: 
     ["sign"],
   );
   const mac = await crypto.subtle.sign("HMAC", key, encoder.encode(`${timestamp}.${body}`));
-  const hex = Array.from(new Uint8Array(mac), (byte) => byte.toString(16).padStart(2, "0")).join("");
-  return `v1=${hex}`;
+  return `v1=${toHex(mac)}`;
+}
+
+/** Lowercase hex, two digits a byte. */
+export function toHex(bytes: ArrayBuffer | Uint8Array): string {
+  return Array.from(new Uint8Array(bytes), (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 /** The two signature headers for `body`, stamped with `nowMs` (unix seconds on the wire). */

@@ -35,30 +35,26 @@ export const create = internalMutation({
 });
 
 export const record = internalMutation({
-  args: v.object({ runId: v.string() }).extend(v.object(syncRunUpdateFields).partial().fields),
+  args: { runId: v.string(), ...v.object(syncRunUpdateFields).partial().fields },
   returns: syncRunDoc,
   handler: async (ctx, { runId, ...fields }) => {
     const now = Date.now();
+    const update = { ...fields, updatedAt: fields.updatedAt ?? now };
     const existing = await find(ctx, runId);
     if (existing === null) {
       const id = await ctx.db.insert("syncRuns", {
         status: "pending",
         mode: "incremental",
         startedAt: now,
-        ...fields,
+        ...update,
         runId,
-        updatedAt: fields.updatedAt ?? now,
       });
       return (await ctx.db.get("syncRuns", id))!;
     }
     // The worker started: an error and end time left by a trigger that gave up waiting for the 202
     // no longer describe this run (undefined removes a field in a patch).
     const restarted = fields.status === "running" ? { error: undefined, finishedAt: undefined } : {};
-    await ctx.db.patch("syncRuns", existing._id, {
-      ...restarted,
-      ...fields,
-      updatedAt: fields.updatedAt ?? now,
-    });
+    await ctx.db.patch("syncRuns", existing._id, { ...restarted, ...update });
     return (await ctx.db.get("syncRuns", existing._id))!;
   },
 });

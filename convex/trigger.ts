@@ -15,7 +15,7 @@ import { ConvexError, type Infer, v } from "convex/values";
 import { internal } from "./_generated/api";
 import { internalAction } from "./_generated/server";
 import { syncRunMode, syncRunStatus } from "./schema";
-import { signatureHeaders } from "./signing";
+import { signatureHeaders, toHex } from "./signing";
 
 const URL_VARIABLE = "XATA2CONVEX_TRIGGER_URL";
 const SECRET_VARIABLE = "XATA2CONVEX_TRIGGER_SECRET";
@@ -63,10 +63,7 @@ function newRunId(now: Date = new Date()): string {
     .toISOString()
     .replace(/[-:]/g, "")
     .replace(/\.\d+Z$/, "Z");
-  const random = Array.from(crypto.getRandomValues(new Uint8Array(3)), (byte) =>
-    byte.toString(16).padStart(2, "0"),
-  ).join("");
-  return `${stamp}-${random}`;
+  return `${stamp}-${toHex(crypto.getRandomValues(new Uint8Array(3)))}`;
 }
 
 /** The POST of DESIGN "Trigger request", signed as XATA2CONVEX_TRIGGER_AUTH says. */

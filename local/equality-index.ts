@@ -116,11 +116,7 @@ export function installEqualityIndex(DatabaseFake: DatabaseFakeClass | undefined
     let byKey = layerIndexes.get(layer);
     if (byKey === undefined) layerIndexes.set(layer, (byKey = new Map()));
     for (const [field, value] of Object.entries(newValue)) {
-      if (typeof value !== "string") continue;
-      const key = layerKey(table, field, value);
-      let ids = byKey.get(key);
-      if (ids === undefined) byKey.set(key, (ids = new Set()));
-      ids.add(id);
+      if (typeof value === "string") add(byKey, layerKey(table, field, value), id);
     }
   };
   proto._resolveQuerySource = function (this: DatabaseFake, query) {

@@ -1,20 +1,18 @@
 import { Crons } from "@convex-dev/crons";
-import { convexTest } from "convex-test";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import * as init from "../../convex/init";
 import { components, internal } from "../../convex/_generated/api";
-import schema from "../../convex/schema";
 import { parseSchedule } from "../../convex/schedule";
 import cronsSchema from "../../node_modules/@convex-dev/crons/dist/component/schema.js";
+import { newBackend as newBackendWithoutCrons } from "./mirrorDocuments";
 
-const modules = import.meta.glob("../../convex/**/*.*s");
 const cronsModules = import.meta.glob("../../node_modules/@convex-dev/crons/dist/component/**/*.js");
 const crons = new Crons(components.crons);
 const HOURLY = { kind: "cron", cronspec: "0 * * * *" } as const;
 const ENV_NAMES = ["XATA2CONVEX_SCHEDULE", "XATA2CONVEX_TRIGGER_URL", "XATA2CONVEX_TRIGGER_SECRET"];
 
 function newBackend() {
-  const t = convexTest({ schema, modules, transactionLimits: true });
+  const t = newBackendWithoutCrons();
   t.registerComponent("crons", cronsSchema, cronsModules);
   return t;
 }

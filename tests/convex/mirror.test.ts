@@ -22,6 +22,18 @@ async function listAll(t: ReturnType<typeof newBackend>, name: string) {
   return stripSystem(result.page);
 }
 
+/** Inserts bypassing the mirror, as another loader would: `xata_id` duplicates are kept. */
+async function insertDirectly(
+  t: ReturnType<typeof newBackend>,
+  name: string,
+  docs: Record<string, Value>[],
+) {
+  await t.run(async (ctx) => {
+    const db = ctx.db as unknown as GenericDatabaseWriter<GenericDataModel>;
+    for (const doc of docs) await db.insert(name, doc);
+  });
+}
+
 describe("visibility", () => {
   test("every mirror and syncRuns function is internal", () => {
     const exported = { ...mirror, ...syncRuns } as Record<
@@ -301,10 +313,7 @@ describe("Convex's 16 MiB read limit", () => {
     const t = newBackend();
     // five copies of one ~900 KB document: reading them, deleting four and replacing one reads ~9 MB
     const huge = { ...big("rec_a", 1), [field]: "h".repeat(900_000) };
-    await t.run(async (ctx) => {
-      const db = ctx.db as unknown as GenericDatabaseWriter<GenericDataModel>;
-      for (let i = 0; i < 5; i += 1) await db.insert(bigTable, huge);
-    });
+    await insertDirectly(t, bigTable, Array(5).fill(huge));
     const documents = [small("rec_a", 1), small("rec_b", 2)];
     const first = await t.mutation(internal.mirror.upsertBatch, { table: bigTable, documents });
     expect(first).toEqual({ processed: 1, inserted: 0, updated: 1, unchanged: 0, duplicatesRemoved: 4 });
@@ -336,17 +345,10 @@ describe("Convex's 16 MiB read limit", () => {
 });
 
 describe("documents that share a xata_id (left by another loader)", () => {
-  async function insertDirectly(t: ReturnType<typeof newBackend>, docs: Record<string, Value>[]) {
-    await t.run(async (ctx) => {
-      const db = ctx.db as unknown as GenericDatabaseWriter<GenericDataModel>;
-      for (const doc of docs) await db.insert(table, doc);
-    });
-  }
-
   test("upsertBatch keeps one document and removes the others", async () => {
     const t = newBackend();
     const doc = sampleDocument(table, "rec_dup", 1);
-    await insertDirectly(t, [doc, { ...doc, xata_version: 7 }, sampleDocument(table, "rec_other", 2)]);
+    await insertDirectly(t, table, [doc, { ...doc, xata_version: 7 }, sampleDocument(table, "rec_other", 2)]);
     const result = await t.mutation(internal.mirror.upsertBatch, {
       table,
       documents: [doc, sampleDocument(table, "rec_new", 3)],
@@ -362,7 +364,7 @@ describe("documents that share a xata_id (left by another loader)", () => {
   test("upsertBatch replaces the kept document when it differs", async () => {
     const t = newBackend();
     const doc = sampleDocument(table, "rec_dup", 1);
-    await insertDirectly(t, [doc, doc, doc]);
+    await insertDirectly(t, table, [doc, doc, doc]);
     const changed = { ...doc, xata_version: 2 };
     const result = await t.mutation(internal.mirror.upsertBatch, { table, documents: [changed] });
     expect(result).toEqual({ processed: 1, inserted: 0, updated: 1, unchanged: 0, duplicatesRemoved: 2 });
@@ -373,7 +375,7 @@ describe("documents that share a xata_id (left by another loader)", () => {
     const t = newBackend();
     const doc = sampleDocument(table, "rec_dup", 1);
     const other = sampleDocument(table, "rec_other", 2);
-    await insertDirectly(t, [doc, doc, doc, other]);
+    await insertDirectly(t, table, [doc, doc, doc, other]);
     const result = await t.mutation(internal.mirror.deleteBatch, { table, xataIds: ["rec_dup"] });
     expect(result).toEqual({ processed: 1, deleted: 1, missing: 0, duplicatesRemoved: 2 });
     expect(await listAll(t, table)).toEqual([other]);
