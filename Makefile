@@ -3,18 +3,22 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 VENV := .venv
 BIN := $(VENV)/bin
-# The Lambda runtime is python3.13; use it where pyenv or the system has it, else any python3 >= 3.11.
-PYTHON ?= $(shell for p in python3.13 $$(ls -d /root/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null) python3.12 python3; do \
-	  "$$p" -c 'import sys; assert sys.version_info >= (3, 11)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+# The Lambda runtime is python3.13: the first one that runs, on PATH or in pyenv's versions (selected
+# or not). The venv uses it where there is one, else any python3 >= 3.11; `make build` requires it.
+RUNTIME_PYTHON := $(shell for p in python3.13 $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13; do \
+	  "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13); print(sys.executable)' 2>/dev/null && break; done)
+PYTHON ?= $(or $(RUNTIME_PYTHON),$(shell for p in python3.12 python3; do \
+	  "$$p" -c 'import sys; assert sys.version_info >= (3, 11)' >/dev/null 2>&1 && { echo "$$p"; break; }; done))
 
-.PHONY: setup test lint typecheck pytest nodetest demo bench clean
+.PHONY: setup build test lint typecheck pytest nodetest demo bench clean
 
 setup: $(VENV)/.installed node_modules/.installed postgres
 
-$(VENV)/.installed: pyproject.toml
+# xata2convex (the package the layer ships) and, from dev/, the development-only xata2convex_local.
+$(VENV)/.installed: pyproject.toml dev/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./dev
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -26,9 +30,14 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
+# sam build checks that the runtime's Python is on PATH, so its folder goes first (pyenv need not select it).
+build: setup
+	@test -n "$(RUNTIME_PYTHON)" || { echo "make build: needs Python 3.13 (the Lambda runtime); install it, e.g. pyenv install 3.13" >&2; exit 1; }
+	PATH="$(dir $(RUNTIME_PYTHON)):$$PATH" $(BIN)/sam build $(if $(SAM_BUILD_DIR),--build-dir "$(SAM_BUILD_DIR)")
+
 lint: setup
-	$(BIN)/ruff check layers functions tests bench
-	$(BIN)/ruff format --check layers functions tests bench
+	$(BIN)/ruff check layers functions dev tests bench
+	$(BIN)/ruff format --check layers functions dev tests bench
 
 typecheck: setup
 	$(BIN)/mypy
@@ -45,7 +54,7 @@ nodetest: setup
 test: lint typecheck nodetest pytest
 
 demo: setup
-	$(BIN)/python -m xata2convex.demo
+	$(BIN)/python -m xata2convex_local.demo
 
 bench: setup
 	$(BIN)/python bench/export.py

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from xata2convex.export import export_snapshot
-from xata2convex.local.seedgen import write_bench_seed
-from xata2convex.local.xata_server import XataStandIn
 from xata2convex.snapshot import SnapshotStore
 from xata2convex.storage import LocalBlobStore
 from xata2convex.xata_source import XataSdkSource, XataSettings, sdk_client
+from xata2convex_local.seedgen import write_bench_seed
+from xata2convex_local.xata_server import XataStandIn
 
 
 def baseline(standin: XataStandIn, out: Path) -> int:

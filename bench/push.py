@@ -19,12 +19,12 @@ from pathlib import Path
 
 from xata2convex import jobs
 from xata2convex.config import Config
-from xata2convex.local.convex_server import LocalConvex, project_for_schema
-from xata2convex.local.seedgen import write_bench_seed
-from xata2convex.local.xata_server import XataStandIn
 from xata2convex.model import schema_from_xata
 from xata2convex.sync import SyncOptions
 from xata2convex.xata_source import sdk_client
+from xata2convex_local.convex_server import LocalConvex, project_for_schema
+from xata2convex_local.seedgen import write_bench_seed
+from xata2convex_local.xata_server import XataStandIn
 
 
 def sent(convex: LocalConvex) -> int:

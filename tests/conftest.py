@@ -6,4 +6,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.xata",
     "tests.fixtures.postgres",
     "tests.fixtures.trigger",
+    "tests.fixtures.build",
 ]

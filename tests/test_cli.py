@@ -16,8 +16,8 @@ from click.testing import CliRunner, Result
 from tests.fixtures.xata import XataStandInFactory
 from tests.test_sync import seed_schema
 from xata2convex.cli import main
-from xata2convex.local.convex_server import LocalConvex, project_for_schema
-from xata2convex.local.seedgen import write_bench_seed
+from xata2convex_local.convex_server import LocalConvex, project_for_schema
+from xata2convex_local.seedgen import write_bench_seed
 
 CLI = str(Path(sys.executable).parent / "xata2convex")
 

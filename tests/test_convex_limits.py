@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from xata2convex.convex_sink import BatchLimitReached, ConvexHttp, MirrorWriter, PushStats
-from xata2convex.local.convex_server import LocalConvex, project_for_schema
 from xata2convex.model import schema_from_xata
+from xata2convex_local.convex_server import LocalConvex, project_for_schema
 
 TABLE = "notes"
 IDS = [f"rec_{i:04d}" for i in range(120)]

@@ -12,8 +12,8 @@ from tests.fixtures.convex import REPO_ROOT
 from tests.fixtures.trigger import TEST_TRIGGER_SECRET
 from tests.fixtures.xata import XataStandInFactory
 from xata2convex.convex_sink import ConvexHttp
-from xata2convex.local.convex_server import LocalConvex
-from xata2convex.local.trigger_server import TriggerServer
+from xata2convex_local.convex_server import LocalConvex
+from xata2convex_local.trigger_server import TriggerServer
 
 
 def _added(run: dict[str, Any]) -> int:

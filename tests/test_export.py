@@ -17,7 +17,6 @@ from xata.api_request import ApiRequest
 
 from tests.fixtures.xata import XataStandInFactory
 from xata2convex.export import ExportError, export_snapshot
-from xata2convex.local.xata_server import XataStandIn
 from xata2convex.model import EXPIRING_FILE_FIELDS, DatabaseSchema, Record, SourceError, TableSchema
 from xata2convex.snapshot import SnapshotStore
 from xata2convex.storage import open_blob_store
@@ -28,6 +27,7 @@ from xata2convex.xata_source import (
     data_plane_namespaces,
     sdk_client,
 )
+from xata2convex_local.xata_server import XataStandIn
 
 
 def source_for(standin: XataStandIn, **overrides: Any) -> XataSdkSource:

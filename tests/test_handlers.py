@@ -29,10 +29,10 @@ from tests.fixtures.trigger import (
 )
 from tests.fixtures.xata import XataStandInFactory
 from xata2convex import trigger
-from xata2convex.local.convex_server import LocalConvex
-from xata2convex.local.trigger_server import LocalLambdaContext, TriggerServer, load_handler_module
 from xata2convex.snapshot import SnapshotStore
 from xata2convex.storage import LocalBlobStore, open_blob_store
+from xata2convex_local.convex_server import LocalConvex
+from xata2convex_local.trigger_server import LocalLambdaContext, TriggerServer, load_handler_module
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "events"
@@ -466,7 +466,7 @@ def test_binary_bodies_reach_the_handler_base64_encoded_like_function_urls_send_
 
 def test_the_local_trigger_command_prints_its_url_and_serves(trigger_env: Path) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "xata2convex.local.trigger_server", "--port", "0"],
+        [sys.executable, "-m", "xata2convex_local.trigger_server", "--port", "0"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -490,7 +490,7 @@ def test_the_local_trigger_command_refuses_to_start_without_a_secret(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k != "XATA2CONVEX_TRIGGER_SECRET"}
     result = subprocess.run(
-        [sys.executable, "-m", "xata2convex.local.trigger_server"],
+        [sys.executable, "-m", "xata2convex_local.trigger_server"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0 and "XATA2CONVEX_TRIGGER_SECRET" in result.stderr

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.fixtures.convex import REPO_ROOT
-from xata2convex.local.convex_server import LocalConvex, LocalConvexError
+from xata2convex_local.convex_server import LocalConvex, LocalConvexError
 
 NOT_FOUND = (
     "Could not find public function for '{}'. Did you forget to run `npx convex dev` or `npx convex deploy`?"

@@ -18,10 +18,10 @@ from xata2convex import jobs
 from xata2convex.cli import main
 from xata2convex.config import Config
 from xata2convex.convex_sink import MirrorWriter
-from xata2convex.local.convex_server import LocalConvex
 from xata2convex.mirror import MirrorPlan, to_convex_document
 from xata2convex.model import RecordError
 from xata2convex.sync import SyncOptions
+from xata2convex_local.convex_server import LocalConvex
 
 
 @pytest.fixture

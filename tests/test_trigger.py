@@ -12,10 +12,10 @@ import pytest
 from tests.fixtures.trigger import TEST_TRIGGER_SECRET, signed_headers, sync_run, trigger_body
 from xata2convex import trigger
 from xata2convex.config import Config, ConfigError
-from xata2convex.local.convex_server import LocalConvex
 from xata2convex.snapshot import SnapshotStore
 from xata2convex.storage import Blob, BlobStore, LocalBlobStore, PreconditionFailed, open_blob_store
 from xata2convex.sync import SyncOptions
+from xata2convex_local.convex_server import LocalConvex
 
 VECTORS = json.loads((Path(__file__).parent / "fixtures" / "signing_vectors.json").read_text())
 NOW = 1_764_417_600

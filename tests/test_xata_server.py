@@ -17,9 +17,9 @@ from xata.client import XataClient
 from xata.errors import RateLimitError, UnauthorizedError, XataServerError
 
 from tests.fixtures.xata import XataStandInFactory
-from xata2convex.local.seedgen import write_bench_seed, write_sample_seed
-from xata2convex.local.xata_server import XataStandIn
 from xata2convex.model import COLUMN_TYPES
+from xata2convex_local.seedgen import write_bench_seed, write_sample_seed
+from xata2convex_local.xata_server import XataStandIn
 
 
 def sdk(standin: XataStandIn, *, api_key: str | None = None, db_url: str | None = None) -> XataClient:
@@ -336,7 +336,7 @@ def test_bench_seed_splits_records_over_tables(tmp_path: Path, xata_standin: Xat
 
 
 def test_cli_prints_settings_and_serves_until_sigterm(xata_seed_dir: Path) -> None:
-    command = [sys.executable, "-m", "xata2convex.local.xata_server", "--seed", str(xata_seed_dir)]
+    command = [sys.executable, "-m", "xata2convex_local.xata_server", "--seed", str(xata_seed_dir)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(
         [*command, "--api-key", "k-123"], stdout=subprocess.PIPE, text=True, env=env

@@ -303,19 +303,32 @@ def xreplay(
         click.echo(line)
 
 
-@main.group()
+class _LocalGroup(click.Group):
+    """Its commands come from the development package xata2convex_local (never in the Lambda layer)."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if not self.commands:
+            raise click.ClickException(
+                "`xata2convex local` needs the development package xata2convex-local: "
+                "run `make setup`, or `pip install -e ./dev` in the repository"
+            )
+        return super().get_command(ctx, cmd_name)
+
+
+@main.group(cls=_LocalGroup)
 def local() -> None:
     """Local stand-ins for Xata and Convex (foreground)."""
 
 
 def _register_local_commands() -> None:
-    from .local.convex_server import convex_command
-    from .local.trigger_server import local_trigger_command
-    from .local.xata_server import xata_command
-
-    local.add_command(xata_command, "xata")
-    local.add_command(convex_command, "convex")
-    local.add_command(local_trigger_command, "trigger")
+    try:
+        from xata2convex_local.commands import COMMANDS
+    except ModuleNotFoundError as exc:
+        if exc.name != "xata2convex_local":
+            raise
+        return
+    for name, command in COMMANDS.items():
+        local.add_command(command, name)
 
 
 _register_local_commands()

@@ -26,14 +26,15 @@ from typing import IO, Any
 
 import click
 
-from ..model import DatabaseSchema, XataToConvexError
-from ..schemagen import write_convex_module
+from xata2convex.model import DatabaseSchema, XataToConvexError
+from xata2convex.schemagen import write_convex_module
+
 from .foreground import catch_stop_signals, serve_until_stopped
 
 log = logging.getLogger(__name__)
 
-# This file is layers/xata2convex/xata2convex/local/convex_server.py in the repository.
-REPO_ROOT = Path(__file__).resolve().parents[4]
+# This file is dev/xata2convex_local/convex_server.py in the repository.
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_SCRIPT = Path("local") / "convex-server.ts"
 TSX_LOADER = Path("node_modules") / "tsx" / "dist" / "loader.mjs"
 READY_LINE = "local convex ready"

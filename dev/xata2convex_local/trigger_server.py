@@ -22,11 +22,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import click
 
-from .. import trigger
-from ..config import ConfigError
+from xata2convex import trigger
+from xata2convex.config import ConfigError
+
 from .foreground import catch_stop_signals, serve_until_stopped
 
-REPO_ROOT = Path(__file__).resolve().parents[4]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 HANDLER_FILE = Path("functions/trigger_url/app.py")
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 

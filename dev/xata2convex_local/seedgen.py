@@ -1,8 +1,8 @@
 """Seeds for the local Xata stand-in: the committed sample (every column type, hostile values) and a
 generated benchmark seed. Both are deterministic: the same arguments write the same bytes.
 
-    python -m xata2convex.local.seedgen sample seeds/sample
-    python -m xata2convex.local.seedgen bench /tmp/bench --records 200000 --tables 10
+    python -m xata2convex_local.seedgen sample seeds/sample
+    python -m xata2convex_local.seedgen bench /tmp/bench --records 200000 --tables 10
 """
 
 from __future__ import annotations
@@ -330,7 +330,7 @@ def write_bench_seed(directory: Path, *, records: int = 200_000, tables: int = 1
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m xata2convex.local.seedgen", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m xata2convex_local.seedgen", description=__doc__)
     parser.add_argument("kind", choices=["sample", "bench"])
     parser.add_argument("directory", type=Path)
     parser.add_argument("--records", type=int, default=200_000, help="bench only")

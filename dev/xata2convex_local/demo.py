@@ -15,16 +15,17 @@ from typing import Any
 
 from xata.client import XataClient
 
-from . import jobs
-from .cli import render_report
-from .config import Config
-from .convex_sink import MirrorWriter
-from .local.convex_server import LocalConvex
-from .local.xata_server import XataStandIn
-from .sync import SyncOptions
-from .xata_source import sdk_client
+from xata2convex import jobs
+from xata2convex.cli import render_report
+from xata2convex.config import Config
+from xata2convex.convex_sink import MirrorWriter
+from xata2convex.sync import SyncOptions
+from xata2convex.xata_source import sdk_client
 
-SEED = Path(__file__).resolve().parents[3] / "seeds" / "sample"
+from .convex_server import LocalConvex
+from .xata_server import XataStandIn
+
+SEED = Path(__file__).resolve().parents[2] / "seeds" / "sample"
 
 
 def change_the_source(client: XataClient) -> list[str]:
