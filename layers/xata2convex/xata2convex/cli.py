@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import functools
 import json
+import logging
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from . import jobs
 from .config import Config, scrub
+from .errors import explain, secrets_of
 from .model import XataToConvexError
 from .schemagen import write_convex_module
 from .sync import SyncOptions, diff_snapshots
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("xata2convex")
 
 
 def with_options(*options: Callable[[F], F]) -> Callable[[F], F]:
@@ -32,62 +35,138 @@ def with_options(*options: Callable[[F], F]) -> Callable[[F], F]:
     return apply
 
 
-# Every setting of DESIGN's table as a flag; a flag overrides the environment.
-config_options = with_options(
-    click.option("--xata-api-key", help="Xata API key [XATA_API_KEY]"),
-    click.option("--xata-database-url", help="https://{workspace}.{region}.xata.sh/db/{db}:{branch}"),
-    click.option("--xata-endpoint-url", help="base URL replacing https://{workspace}.{region}.xata.sh"),
-    click.option("--source", "xata_postgres_url", help="postgres://… to read Xata over Postgres"),
-    click.option("--snapshot-uri", help="s3://bucket/prefix, file:///dir or a path [./snapshots]"),
-    click.option("--convex-url", help="Convex deployment URL [CONVEX_URL]"),
-    click.option("--convex-deploy-key", help="Convex deploy key [CONVEX_DEPLOY_KEY]"),
-    click.option("--concurrency", type=int, help="tables exported at once [4]"),
-    click.option("--requests-per-second", type=float, help="Xata request budget [75]"),
+def config_options(*names: str) -> Callable[[F], F]:
+    """The flags of the Config fields a command uses, in Config's order; each shows its variable.
+
+    A flag overrides the environment; Config.from_env reads the environment, so the variable named in
+    the help is only shown here, not read by click."""
+    options = []
+    for f in fields(Config):
+        if f.name not in names:
+            continue
+        default = f" [default: {f.default}]" if f.default is not None else ""
+        kind = type(f.default) if type(f.default) in (int, float) else str
+        options.append(
+            click.option(f.metadata["flag"], f.name, type=kind, help=f"{f.metadata['help']}{default} "
+                         f"[env: {f.metadata['env']}]")
+        )  # fmt: skip
+    return with_options(*options)
+
+
+# Which settings each stage reads. The snapshot folder is named after the source's database and
+# branch, so every command that reads snapshots takes the two settings that can name them.
+SOURCE = (
+    "xata_postgres_url",
+    "xata_api_key",
+    "xata_database_url",
+    "xata_endpoint_url",
+    "requests_per_second",
 )
+STORE = ("xata_postgres_url", "xata_database_url", "snapshot_uri")
+CONVEX = ("convex_url", "convex_deploy_key")
+EXPORT = (*SOURCE, "snapshot_uri", "concurrency")
+
+
+def root_meta() -> dict[str, Any]:
+    """What the error layer needs to know about the running command (--json, -v, its Config)."""
+    return click.get_current_context().find_root().meta
+
+
+def remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    ctx.find_root().meta["as_json"] = ctx.find_root().meta.get("as_json", False) or value
+    return value
 
 
 def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="print one JSON object")(func)
+    return click.option(
+        "--json", "as_json", is_flag=True, callback=remember_json, help="print one JSON object"
+    )(func)
+
+
+def set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value:
+        return
+    ctx.find_root().meta["verbose"] = True
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("xata2convex: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+verbose_option = click.option(
+    "-v", "--verbose", is_flag=True, expose_value=False, is_eager=True, callback=set_verbose,
+    help="log retries and progress to stderr; show the traceback of an unexpected error",
+)  # fmt: skip
 
 
 def build_config(kwargs: dict[str, Any]) -> Config:
-    """The environment's settings, overridden by the flags of `config_options` (one per Config field)."""
-    return Config.from_env().with_overrides(**{f.name: kwargs.pop(f.name, None) for f in fields(Config)})
+    """The environment's settings, overridden by the command's flags (one per Config field it uses)."""
+    config = Config.from_env().with_overrides(**{f.name: kwargs.pop(f.name, None) for f in fields(Config)})
+    root_meta()["config"] = config
+    return config
 
 
-def reports_errors(func: F) -> F:
-    """Our own errors end the command with a one-line message (secrets scrubbed) and exit 1; with
-    --json the message is also the one JSON object on stdout, `{"error": ...}`."""
+def report_error(meta: dict[str, Any], exc: Exception) -> NoReturn:
+    """Every failure leaves here: one line `error: …` on stderr (and `{"error": …}` on stdout with
+    --json), exit 1. An unexpected error also says so; its traceback shows under -v."""
+    message = explain(exc, meta.get("config"))
+    if message is None:
+        if meta.get("verbose"):
+            traceback.print_exc()
+        message = scrub(f"unexpected {type(exc).__name__}: {exc}", secrets_of(meta.get("config")))
+        message = " ".join(message.split()) + (
+            "" if meta.get("verbose") else " (a bug: rerun with -v for the traceback)"
+        )
+    if meta.get("as_json"):
+        click.echo(json.dumps({"error": message}, ensure_ascii=False))
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        as_json = bool(kwargs.get("as_json"))
+
+class Cli(click.Group):
+    """The command group with one error layer: usage errors and failures print one `error:` line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return func(*args, **kwargs)
-        except XataToConvexError as exc:
-            secrets = Config.from_env().secrets() + [str(v) for k, v in kwargs.items() if "key" in k and v]
-            message = scrub(str(exc), secrets)
-            if as_json:
-                click.echo(json.dumps({"error": message}, ensure_ascii=False))
-            click.echo(f"error: {message}", err=True)
-            sys.exit(1)
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, click.UsageError):
+            raise
+        except click.ClickException as exc:
+            report_error(ctx.meta, XataToConvexError(exc.format_message()))
+        except Exception as exc:  # the one place every error is turned into a line
+            report_error(ctx.meta, exc)
 
-    return wrapper  # type: ignore[return-value]
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(1)
+        except click.Abort:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(result if isinstance(result, int) else 0)
 
 
 def emit(as_json: bool, value: dict[str, Any], text: str) -> None:
     click.echo(json.dumps(value, ensure_ascii=False) if as_json else text)
 
 
-@click.group()
+@click.group(cls=Cli)
+@click.version_option(package_name="xata2convex", message="%(prog)s %(version)s")
+@verbose_option
 def main() -> None:
     """Keep Convex tables equal to a Xata database through CSV snapshots."""
 
 
 @main.command()
-@config_options
+@config_options(*EXPORT)
+@verbose_option
 @json_option
-@reports_errors
 def export(as_json: bool, **kwargs: Any) -> None:
     """Write a snapshot of every Xata table; print its id."""
     manifest = jobs.run_export(build_config(kwargs))
@@ -142,9 +221,9 @@ def finish_sync(as_json: bool, report: dict[str, Any]) -> None:
 @main.command()
 @click.option("--snapshot", "snapshot_id", help="apply this snapshot (default: the newest)")
 @sync_options
-@config_options
+@config_options(*STORE, *CONVEX)
+@verbose_option
 @json_option
-@reports_errors
 def sync(snapshot_id: str | None, as_json: bool, **kwargs: Any) -> None:
     """Apply the difference between the newest snapshot and the last applied one to Convex."""
     options = build_sync_options(kwargs, snapshot_id)
@@ -153,9 +232,9 @@ def sync(snapshot_id: str | None, as_json: bool, **kwargs: Any) -> None:
 
 @main.command()
 @sync_options
-@config_options
+@config_options(*EXPORT, *CONVEX)
+@verbose_option
 @json_option
-@reports_errors
 def run(as_json: bool, **kwargs: Any) -> None:
     """Export a fresh snapshot, then sync it."""
     options = build_sync_options(kwargs)
@@ -163,9 +242,9 @@ def run(as_json: bool, **kwargs: Any) -> None:
 
 
 @main.command()
-@config_options
+@config_options(*STORE, *CONVEX)
+@verbose_option
 @json_option
-@reports_errors
 def verify(as_json: bool, **kwargs: Any) -> None:
     """Exit 0 only when the Convex mirror equals the last applied snapshot."""
     result = jobs.verify(build_config(kwargs))
@@ -188,8 +267,8 @@ def verify(as_json: bool, **kwargs: Any) -> None:
     show_default=True,
 )
 @click.option("--snapshot", "snapshot_id", help="read the Xata schema from this snapshot, not from Xata")
-@config_options
-@reports_errors
+@config_options(*SOURCE, "snapshot_uri")
+@verbose_option
 def schema(out: Path, snapshot_id: str | None, **kwargs: Any) -> None:
     """Generate typed Convex table definitions from the Xata schema."""
     config = build_config(kwargs)
@@ -213,9 +292,9 @@ def snapshots() -> None:
 
 
 @snapshots.command("ls")
-@config_options
+@config_options(*STORE)
+@verbose_option
 @json_option
-@reports_errors
 def snapshots_ls(as_json: bool, **kwargs: Any) -> None:
     """List complete snapshots, oldest first, with table and row counts."""
     store = jobs.open_store(build_config(kwargs))
@@ -239,11 +318,15 @@ def snapshots_ls(as_json: bool, **kwargs: Any) -> None:
 @snapshots.command("show")
 @click.argument("snapshot_id")
 @click.argument("table", required=False)
-@config_options
+@config_options(*STORE)
+@verbose_option
 @json_option
-@reports_errors
 def snapshots_show(snapshot_id: str, table: str | None, as_json: bool, **kwargs: Any) -> None:
-    """Show a snapshot's manifest, or print one table's CSV."""
+    """Show a snapshot's manifest, or print one table's CSV (which has no --json form)."""
+    if table is not None and as_json:
+        raise click.ClickException(
+            "a table's CSV has no JSON form: drop --json to print the CSV, or drop TABLE for the manifest"
+        )
     store = jobs.open_store(build_config(kwargs))
     manifest = store.read_manifest(snapshot_id)
     if table is None:
@@ -264,9 +347,9 @@ def snapshots_show(snapshot_id: str, table: str | None, as_json: bool, **kwargs:
 @snapshots.command("diff")
 @click.argument("old_id")
 @click.argument("new_id")
-@config_options
+@config_options(*STORE)
+@verbose_option
 @json_option
-@reports_errors
 def snapshots_diff(old_id: str, new_id: str, as_json: bool, **kwargs: Any) -> None:
     """Per-table adds, changes and deletes between two snapshots (nothing is written)."""
     tables = diff_snapshots(jobs.open_store(build_config(kwargs)), old_id, new_id)
@@ -284,7 +367,6 @@ def snapshots_diff(old_id: str, new_id: str, as_json: bool, **kwargs: Any) -> No
 @click.option("--output", type=click.Choice(["file"]), default="file", show_default=True)
 @click.option("--output_path", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--output_format", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
-@reports_errors
 def xreplay(
     workspace: str, database: str, branch: str, region: str, api_key: str, output: str, output_path: Path,
     output_format: str,

@@ -13,6 +13,7 @@ budget and answers how many items it `processed`, and the writer sends the rest 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +22,10 @@ from typing import Any
 
 import requests
 
+from .errors import could_not_connect, transport_problem
 from .model import XataToConvexError
+
+log = logging.getLogger(__name__)
 
 
 class ConvexError(XataToConvexError):
@@ -39,14 +43,17 @@ class ConvexHttp:
         deploy_key: str,
         *,
         timeout_s: float = 60.0,
+        connect_timeout_s: float = 10.0,
         max_attempts: int = 5,
+        max_connect_attempts: int = 3,
         backoff_base_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = url.rstrip("/")
         self._auth = f"Convex {deploy_key}"
-        self.timeout_s = timeout_s
+        self.timeout_s = (connect_timeout_s, timeout_s)
         self.max_attempts = max_attempts
+        self.max_connect_attempts = max_connect_attempts
         self.backoff_base_s = backoff_base_s
         self._sleep = sleep
         self.session = requests.Session()
@@ -67,26 +74,41 @@ class ConvexHttp:
         body = json.dumps({"path": path, "args": args, "format": "json"}, allow_nan=False)
         headers = {"Authorization": self._auth, "Content-Type": "application/json"}
         problem = ""
-        for attempt in range(1, self.max_attempts + 1):
+        failure: Exception | None = None
+        attempt, limit = 0, self.max_attempts
+        while attempt < limit:
+            attempt += 1
             try:
                 response = self.session.post(
                     f"{self.url}/api/{kind}", data=body.encode(), headers=headers, timeout=self.timeout_s
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                problem = f"{type(exc).__name__}"
+                problem, failure = transport_problem(exc), exc
+                if could_not_connect(exc):
+                    limit = min(limit, self.max_connect_attempts)
             else:
                 # 560 is hosted Convex's answer for a function error: not transient.
                 if response.status_code == 429 or (
                     response.status_code >= 500 and response.status_code != 560
                 ):
-                    problem = f"HTTP {response.status_code}"
+                    problem, failure = f"HTTP {response.status_code}", None
                 else:
                     return self._result(path, response)
-            if attempt < self.max_attempts:
-                self._sleep(random.uniform(0, self.backoff_base_s * 2 ** (attempt - 1)))
+            if attempt < limit:
+                delay = random.uniform(0, self.backoff_base_s * 2 ** (attempt - 1))
+                log.info(
+                    "Convex %s %s: %s; retry %d of %d in %.1f s",
+                    kind,
+                    path,
+                    problem,
+                    attempt,
+                    limit - 1,
+                    delay,
+                )
+                self._sleep(delay)
         raise ConvexUnavailable(
-            f"Convex {kind} {path}: gave up after {self.max_attempts} attempts ({problem})"
-        )
+            f"Convex {kind} {path}: gave up after {attempt} attempts ({problem})"
+        ) from failure
 
     @staticmethod
     def _result(path: str, response: requests.Response) -> Any:

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from . import codec
 from .model import DatabaseSchema, Record, SourceError, TableSchema, schema_from_xata
@@ -166,7 +166,13 @@ class PostgresSource:
     # --- connections ---
     def _connect(self) -> psycopg.Connection[Any]:
         try:
-            conn = psycopg.connect(self._url, autocommit=True, application_name="xata2convex")
+            # A host that never answers fails in 10 s (unless the URL sets its own connect_timeout).
+            url = (
+                self._url
+                if "connect_timeout" in conninfo_to_dict(self._url)
+                else make_conninfo(self._url, connect_timeout=10)
+            )
+            conn = psycopg.connect(url, autocommit=True, application_name="xata2convex")
         except psycopg.Error as exc:
             raise SourceError(f"cannot connect to Postgres database {self._database!r}: {exc}") from None
         # Fixed renderings, whatever the server's or role's defaults.

@@ -149,13 +149,13 @@ class SnapshotStore:
             raise SnapshotError(
                 f"snapshot {snapshot_id!r} has no manifest at {where} (missing or incomplete)"
             )
-        return SnapshotManifest.from_json(json.loads(blob.data))
+        return SnapshotManifest.from_json(self._json(blob, self.snapshot_key(snapshot_id, "manifest.json")))
 
     def read_schema(self, snapshot_id: str) -> DatabaseSchema:
         blob = self.blobs.get(self.snapshot_key(snapshot_id, "schema.json"))
         if blob is None:
             raise SnapshotError(f"snapshot {snapshot_id!r} has no schema.json")
-        return schema_from_xata(json.loads(blob.data))
+        return schema_from_xata(self._json(blob, self.snapshot_key(snapshot_id, "schema.json")))
 
     def open_table_text(self, snapshot_id: str, table: str) -> IO[str]:
         raw = self.blobs.open_read(self.table_key(snapshot_id, table))
@@ -178,6 +178,13 @@ class SnapshotStore:
                     f"CSV column {exc.args[0]!r} is not in its schema"
                 ) from exc
 
+    def _json(self, blob: Blob, key: str, fix: str = "restore it or delete it") -> Any:
+        """A stored JSON object; a corrupt file stops the command with its place and the fix."""
+        try:
+            return json.loads(blob.data)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise SnapshotError(f"{self.describe(key)} is corrupt (not JSON: {exc}); {fix}") from None
+
     # --- state and runs ---
     def state_key(self) -> str:
         return f"{self.base}state/applied.json"
@@ -187,7 +194,8 @@ class SnapshotStore:
         blob: Blob | None = self.blobs.get(self.state_key())
         if blob is None:
             return None, None
-        return json.loads(blob.data), blob.etag
+        fix = "restore it (e.g. from S3 versioning), or delete it and run `xata2convex sync --full`"
+        return self._json(blob, self.state_key(), fix), blob.etag
 
     def write_state(self, state: dict[str, Any], *, expected_etag: str | None) -> str:
         key = self.state_key()
@@ -201,7 +209,8 @@ class SnapshotStore:
     def read_progress(self) -> dict[str, Any] | None:
         """What a run in progress (or one that died) has written so far; see sync.py."""
         blob = self.blobs.get(self.progress_key())
-        return None if blob is None else json.loads(blob.data)
+        fix = "delete it, then run `xata2convex sync --full` to reconcile with Convex"
+        return None if blob is None else self._json(blob, self.progress_key(), fix)
 
     def write_progress(self, progress: dict[str, Any]) -> None:
         self.blobs.put(self.progress_key(), json_bytes(progress))  # one run at a time holds the lock
@@ -217,4 +226,4 @@ class SnapshotStore:
 
     def read_run_report(self, run_id: str) -> dict[str, Any] | None:
         blob = self.blobs.get(self.run_key(run_id))
-        return None if blob is None else json.loads(blob.data)
+        return None if blob is None else self._json(blob, self.run_key(run_id))

@@ -150,8 +150,13 @@ class S3BlobStore:
     def __init__(self, bucket: str, prefix: str, *, client: Any = None) -> None:
         if client is None:
             import boto3  # boto3 honours AWS_ENDPOINT_URL for a local S3
+            from botocore.config import Config as BotoConfig
 
-            client = boto3.client("s3")
+            # Bounded: an unreachable endpoint fails in seconds, not after botocore's 60 s connects.
+            timeouts = BotoConfig(
+                connect_timeout=10, read_timeout=60, retries={"mode": "standard", "max_attempts": 3}
+            )
+            client = boto3.client("s3", config=timeouts)
         self.client = client
         self.bucket = bucket
         self.prefix = f"{prefix}/" if prefix else ""

@@ -10,6 +10,7 @@ backoff on 429 / 5xx / connection errors, and a shared request-rate limit.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -24,6 +25,7 @@ from xata.api_request import ApiRequest
 from xata.client import XataClient
 from xata.errors import RateLimitError, UnauthorizedError, XataServerError
 
+from .errors import could_not_connect, transport_problem
 from .model import (
     EXPIRING_FILE_FIELDS,
     ID_COLUMN,
@@ -35,6 +37,8 @@ from .model import (
     schema_from_xata,
 )
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class XataSettings:
@@ -43,7 +47,9 @@ class XataSettings:
     endpoint_url: str | None = None  # replaces https://{workspace}.{region}.xata.sh
     page_size: int = 1000  # the largest page Xata's docs allow
     timeout_s: float = 30.0
+    connect_timeout_s: float = 10.0
     max_attempts: int = 8
+    max_connect_attempts: int = 3  # a host that never answered is a wrong URL more often than a blip
     backoff_base_s: float = 0.25
     backoff_cap_s: float = 20.0
     requests_per_second: float = 75.0  # Xata's free plan: 75 req/s per branch
@@ -112,7 +118,7 @@ class _RateLimiter:
 
 
 class _TimeoutAdapter(HTTPAdapter):
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: tuple[float, float]) -> None:
         super().__init__(pool_connections=4, pool_maxsize=4)
         self.timeout_s = timeout_s
         self.last_response: requests.Response | None = None
@@ -127,9 +133,10 @@ class _TimeoutAdapter(HTTPAdapter):
 
 
 class _TransientError(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, *, connect: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.connect = connect  # the server was never reached
 
 
 class XataSdkSource:
@@ -158,7 +165,7 @@ class XataSdkSource:
             settings = self.settings
             client = sdk_client(settings.api_key, settings.database_url, settings.endpoint_url)
             # One adapter for the thread's sessions: its last response is the one that just failed.
-            adapter = _TimeoutAdapter(settings.timeout_s)
+            adapter = _TimeoutAdapter((settings.connect_timeout_s, settings.timeout_s))
             for namespace in (client.branch(), client.data()):
                 namespace.session.mount("https://", adapter)
                 namespace.session.mount("http://", adapter)
@@ -171,18 +178,23 @@ class XataSdkSource:
 
     def _call(self, what: str, call: Callable[[XataClient], Any]) -> dict[str, Any]:
         """One SDK call with rate limiting, retries and clear errors. `what` names table and page."""
-        last: Exception | None = None
-        for attempt in range(1, self.settings.max_attempts + 1):
+        last: _TransientError | None = None
+        attempt = 0
+        while True:
+            attempt += 1
             self._limiter.acquire()
             try:
                 response = self._checked(what, call)
                 return dict(response)
             except _TransientError as exc:
                 last = exc
-                if attempt == self.settings.max_attempts:
+                limit = self.settings.max_connect_attempts if exc.connect else self.settings.max_attempts
+                if attempt >= limit:
                     break
-                self._sleep(self._backoff(attempt, exc.retry_after))
-        raise SourceError(f"{what}: gave up after {self.settings.max_attempts} attempts; last error: {last}")
+                delay = self._backoff(attempt, exc.retry_after)
+                log.info("%s: %s; retry %d of %d in %.1f s", what, exc, attempt, limit - 1, delay)
+                self._sleep(delay)
+        raise SourceError(f"{what}: gave up after {attempt} attempts; last error: {last}") from last
 
     def _checked(self, what: str, call: Callable[[XataClient], Any]) -> Any:
         client = self._client()
@@ -194,7 +206,7 @@ class XataSdkSource:
             last = self._last_response()
             raise _TransientError(f"server error ({last.status_code if last else 'unknown status'})") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _TransientError(f"connection error: {type(exc).__name__}") from exc
+            raise _TransientError(transport_problem(exc), connect=could_not_connect(exc)) from exc
         except UnauthorizedError as exc:
             raise SourceError(f"{what}: Xata rejected the API key (401 unauthorized)") from exc
         if not response.is_success():
