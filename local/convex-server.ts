@@ -239,7 +239,7 @@ class LocalConvexServer {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      port: { type: "string", default: "3210" },
+      port: { type: "string", default: "3290" },
       host: { type: "string", default: "127.0.0.1" },
       dir: { type: "string", default: process.cwd() },
     },

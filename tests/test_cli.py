@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -116,18 +115,19 @@ def test_sync_run_verify_and_schema(xata_standin: XataStandInFactory, tmp_path: 
 
 
 def _first_lines(command: list[str], count: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """Start a `local` command; its first `count` lines, as bash reads them after `export`."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
-    settings: dict[str, Any] = {}
-    while len(settings) < count:
-        line = process.stdout.readline()
-        assert line, "the command ended before printing its settings"
-        name, _, value = line.strip().partition("=")
-        settings[name] = value
-    return process, settings
+    lines = [process.stdout.readline() for _ in range(count)]
+    assert all(lines), "the command ended before printing its settings"
+    names = [line.partition("=")[0] for line in lines]
+    script = "".join(f"export {line}" for line in lines)
+    script += "".join(f'printf "%s\\0" "${{{name}}}"\n' for name in names)
+    values = subprocess.run(["bash", "-euc", script], capture_output=True, text=True, check=True).stdout
+    return process, dict(zip(names, values.split("\0")[:-1], strict=True))
 
 
-def test_local_commands_print_their_settings(xata_seed_dir: Path) -> None:
+def test_local_commands_print_shell_safe_settings(xata_seed_dir: Path) -> None:
     xata, xata_settings = _first_lines([CLI, "local", "xata", "--seed", str(xata_seed_dir), "--port", "0"], 3)
     try:
         assert xata_settings["XATA_ENDPOINT_URL"].startswith("http://127.0.0.1:")
@@ -135,13 +135,21 @@ def test_local_commands_print_their_settings(xata_seed_dir: Path) -> None:
     finally:
         xata.send_signal(signal.SIGINT)
         assert xata.wait(timeout=30) == 0
-    convex, convex_settings = _first_lines([CLI, "local", "convex", "--port", "0"], 2)
+    key = "local:xata2convex|with a space & $dollar"
+    convex, convex_settings = _first_lines([CLI, "local", "convex", "--port", "0", "--deploy-key", key], 2)
     try:
         assert convex_settings["CONVEX_URL"].startswith("http://127.0.0.1:")
-        assert convex_settings["CONVEX_DEPLOY_KEY"]
+        assert convex_settings["CONVEX_DEPLOY_KEY"] == key  # survived `export` intact
     finally:
         convex.send_signal(signal.SIGINT)
         convex.wait(timeout=30)
+
+
+def test_local_convex_keeps_off_the_port_of_npx_convex_dev() -> None:
+    from xata2convex_local.convex_server import DEFAULT_PORT
+
+    assert DEFAULT_PORT not in (3210, 3211)
+    assert f"[default: {DEFAULT_PORT}]" in invoke({}, "local", "convex", "--help").output
 
 
 def test_help_lists_designs_commands() -> None:

@@ -40,6 +40,7 @@ TSX_LOADER = Path("node_modules") / "tsx" / "dist" / "loader.mjs"
 READY_LINE = "local convex ready"
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
+DEFAULT_PORT = 3290  # `local convex`'s port: off 3210/3211, which `npx convex dev --local` uses
 
 
 class LocalConvexError(XataToConvexError):
@@ -228,8 +229,9 @@ def _pump(stream: IO[str], sink: Callable[[str], None], on_close: Callable[[], N
 
 @click.command("convex")
 @click.option(
-    "--port", type=int, default=3210, show_default=True, help="Port to listen on (0: any free port)."
-)
+    "--port", type=int, default=DEFAULT_PORT, show_default=True,
+    help="Port to listen on (0: any free port); not 3210, which `npx convex dev --local` takes.",
+)  # fmt: skip
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option(
     "--deploy-key",

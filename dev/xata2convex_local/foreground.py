@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import threading
 from collections.abc import Callable, Mapping
@@ -29,9 +30,12 @@ def catch_stop_signals() -> threading.Event:
 def serve_until_stopped(
     stopped: threading.Event, settings: Mapping[str, str], alive: Callable[[], bool] = lambda: True
 ) -> bool:
-    """Print `NAME=value` per setting, then block until `stopped` is set; False if `alive()` turned false."""
+    """Print `NAME=value` per setting, then block until `stopped` is set; False if `alive()` turned false.
+
+    Values are quoted for the shell where needed (a deploy key holds a `|`), so the lines can be
+    pasted after `export` or read with `eval`."""
     for name, value in settings.items():
-        click.echo(f"{name}={value}")
+        click.echo(f"{name}={shlex.quote(value)}")
     click.get_text_stream("stdout").flush()
     while not stopped.wait(0.5):
         if not alive():
