@@ -10,7 +10,8 @@ import boto3
 import pytest
 
 from xata2convex.model import Column, SnapshotError, SnapshotManifest, TableSchema
-from xata2convex.snapshot import SnapshotStore, new_snapshot_id
+from xata2convex.snapshot import SnapshotStore, json_bytes, new_snapshot_id
+from xata2convex.state import AppliedState, Progress, StateFileError, TableProgress, TableState
 from xata2convex.storage import BlobStore, PreconditionFailed, S3BlobStore, open_blob_store
 
 TABLE = TableSchema("people", (Column("name", "string"), Column("age", "int"), Column("tags", "multiple")))
@@ -76,15 +77,59 @@ def test_snapshot_without_manifest_is_incomplete(store: SnapshotStore) -> None:
 
 def test_state_writes_are_conditional(store: SnapshotStore) -> None:
     assert store.read_state() == (None, None)
-    etag = store.write_state({"snapshotId": "a"}, expected_etag=None)
+    etag = store.write_state(AppliedState(snapshot_id="a"), expected_etag=None)
     with pytest.raises(PreconditionFailed):
-        store.write_state({"snapshotId": "b"}, expected_etag=None)
+        store.write_state(AppliedState(snapshot_id="b"), expected_etag=None)
     state, current = store.read_state()
-    assert state == {"snapshotId": "a"} and current == etag
-    store.write_state({"snapshotId": "c"}, expected_etag=etag)
+    assert state == AppliedState(snapshot_id="a") and current == etag
+    store.write_state(AppliedState(snapshot_id="c"), expected_etag=etag)
     with pytest.raises(PreconditionFailed):
-        store.write_state({"snapshotId": "d"}, expected_etag=etag)
-    assert store.read_state()[0] == {"snapshotId": "c"}
+        store.write_state(AppliedState(snapshot_id="d"), expected_etag=etag)
+    assert store.read_state()[0] == AppliedState(snapshot_id="c")
+
+
+# applied.json as the sync before typed state wrote it: still read, field for field.
+OLD_APPLIED = b"""{"tables": {"users": {"snapshotId": "s1", "sha256": "ab", "rejected": ["rec_2", "rec_1"]},
+  "teams": {"dirty": true}}, "runId": "r1", "updatedAt": "2026-11-29T12:00:00.000Z", "snapshotId": "s1"}"""
+
+
+def test_state_files_written_before_typed_state_still_read(store: SnapshotStore) -> None:
+    store.blobs.put(store.state_key(), OLD_APPLIED)
+    state, _ = store.read_state()
+    assert state == AppliedState(
+        tables={
+            "users": TableState("s1", "ab", frozenset({"rec_1", "rec_2"})),
+            "teams": TableState(None, None, dirty=True),
+        },
+        snapshot_id="s1",
+        run_id="r1",
+        updated_at="2026-11-29T12:00:00.000Z",
+    )
+    assert AppliedState.parse(json_bytes(state.to_json()), "x") == state  # type: ignore[union-attr]
+    store.blobs.put(store.progress_key(), b'{"runId": "r2", "snapshotId": "s2", "tables": {"users": '
+                    b'{"status": "pushing"}, "teams": {"status": "applied", "snapshotId": "s2", '
+                    b'"sha256": "cd", "rejected": []}}}')  # fmt: skip
+    assert store.read_progress() == Progress(
+        "r2",
+        "s2",
+        {"users": TableProgress("pushing"), "teams": TableProgress("applied", TableState("s2", "cd"))},
+    )
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [b"", b"{not json", b"[]", b'{"tables": []}', b'{"tables": {"users": {"snapshotId": 5, "sha256": "x"}}}',
+     b'{"tables": {"users": {"sha256": "x"}}}', b'{"tables": {"users": {"snapshotId": "s", "sha256": "x", '
+     b'"rejected": [1]}}}', b'{"snapshotId": ["s"]}', b"\xff\xfe"],
+)  # fmt: skip
+def test_a_damaged_state_file_is_an_error_naming_it(store: SnapshotStore, damage: bytes) -> None:
+    store.blobs.put(store.state_key(), damage)
+    with pytest.raises(StateFileError, match=r"applied\.json is corrupt") as error:
+        store.read_state()
+    assert error.value.etag is not None  # so the run can replace it
+    store.blobs.put(store.progress_key(), damage.replace(b"snapshotId", b"runId"))
+    with pytest.raises(StateFileError, match=r"progress\.json is corrupt"):
+        store.read_progress()
 
 
 def test_snapshot_ids_sort_by_time() -> None:

@@ -29,9 +29,8 @@ from xata2convex_local.xata_server import XataStandIn
 class Setup:
     def __init__(self, xata: XataStandIn, convex: LocalConvex, snapshots: Path) -> None:
         self.xata, self.convex = xata, convex
-        self.config = Config.from_env(
-            {**xata.settings(), **convex.settings(), "SNAPSHOT_URI": str(snapshots)}
-        )
+        self.env = {**xata.settings(), **convex.settings(), "SNAPSHOT_URI": str(snapshots)}
+        self.config = Config.from_env(self.env)
         env = xata.settings()
         self.sdk = sdk_client(env["XATA_API_KEY"], env["XATA_DATABASE_URL"], env["XATA_ENDPOINT_URL"])
         self.writer = MirrorWriter(jobs.open_convex(self.config))
@@ -155,7 +154,7 @@ def test_only_the_differences_are_written(setup: Setup) -> None:
     assert totals(third) == {"added": 0, "changed": 0, "deleted": 0}
     assert setup.writes() == (0, 0)
     state, _ = setup.store().read_state()
-    assert state is not None and state["snapshotId"] == third["snapshotId"]
+    assert state is not None and state.snapshot_id == third["snapshotId"]
 
 
 def test_interrupted_push_leaves_state_and_converges(setup: Setup) -> None:
@@ -197,7 +196,7 @@ def test_mass_delete_guard_withholds_deletes(setup: Setup) -> None:
     assert users["status"] == "blocked" and "mass-delete guard" in users["message"]
     assert users["deleted"] == len(ids) - 1 and setup.writes()[1] == 0
     state = setup.store().read_state()[0]
-    assert state is not None and state["snapshotId"] != guarded["snapshotId"]
+    assert state is not None and state.snapshot_id != guarded["snapshotId"]
     allowed = setup.run(allow_mass_delete=True)
     assert allowed["tables"]["users"]["status"] == "applied"
     assert set(setup.documents("users")) <= {ids[-1]}
@@ -222,10 +221,10 @@ def test_a_record_added_and_deleted_around_a_dead_run_leaves_convex(setup: Setup
         _run_with_fault(setup, stop_after=3)  # teams (with the ghost) finished, users half-written
     assert ghost in setup.documents("teams")
     progress = setup.store().read_progress()
-    assert progress is not None and progress["tables"]["teams"]["status"] == "applied"
-    assert progress["tables"]["users"]["status"] == "pushing"
+    assert progress is not None and progress.tables["teams"].status == "applied"
+    assert progress.tables["users"].status == "pushing"
     setup.sdk.records().delete("teams", ghost)
-    dead_run = progress["runId"]
+    dead_run = progress.run_id
     report = setup.run()
     dead = setup.writer.convex.query("syncRuns:get", {"runId": dead_run})
     assert dead["status"] == "failed" and report["runId"] in dead["error"]
@@ -305,7 +304,9 @@ def test_first_sync_into_a_populated_convex_makes_no_duplicates(setup: Setup, tm
     count = len(setup.documents("users"))
     fresh = Setup(setup.xata, setup.convex, tmp_path / "other-snapshots")  # no applied state
     report = fresh.run()
-    assert report["tables"]["users"]["added"] > 0
+    users = report["tables"]["users"]
+    assert "its Convex table has documents; reconciled with Convex" in users["message"]
+    assert users["unchanged"] > 0 and users["added"] == users["deleted"] == 0
     assert len(setup.documents("users")) == count
 
 

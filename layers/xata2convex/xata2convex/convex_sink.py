@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -226,3 +226,53 @@ class MirrorWriter:
             if page["isDone"]:
                 return
             cursor = page["continueCursor"]
+
+    def has_documents(self, table: str) -> bool:
+        """Whether the mirror table holds any document: one page of one item."""
+        options = {"numItems": 1, "cursor": None, "maximumBytesRead": self.max_read_bytes}
+        page = self.convex.query("mirror:listPage", {"table": table, "paginationOpts": options})
+        return bool(page["page"])
+
+    def schema_info(self) -> dict[str, Any] | None:
+        """What the deployed mirror was generated from (`mirror:schemaInfo`; see drift.py)."""
+        info: dict[str, Any] = self.convex.query("mirror:schemaInfo", {})
+        return info
+
+
+class MirrorSink(Protocol):
+    """Where the sync writes the mirror: `MirrorWriter`, or `DryRunSink` which only reads."""
+
+    def upsert(self, table: str, documents: Iterable[dict[str, Any]], stats: PushStats) -> None: ...
+
+    def delete(self, table: str, xata_ids: Iterable[str], stats: PushStats) -> None: ...
+
+    def list_documents(self, table: str) -> Iterator[dict[str, Any]]: ...
+
+    def has_documents(self, table: str) -> bool: ...
+
+    def schema_info(self) -> dict[str, Any] | None: ...
+
+
+class DryRunSink:
+    """A dry run's sink: counts what would be written, reads from Convex when it can, writes nothing.
+
+    Without a reader (Convex not configured) it reads as an empty deployment with no schema to compare.
+    """
+
+    def __init__(self, reader: MirrorWriter | None) -> None:
+        self.reader = reader
+
+    def upsert(self, table: str, documents: Iterable[dict[str, Any]], stats: PushStats) -> None:
+        stats.inserted += sum(1 for _ in documents)  # as if each were new: nothing is compared
+
+    def delete(self, table: str, xata_ids: Iterable[str], stats: PushStats) -> None:
+        stats.deleted += sum(1 for _ in xata_ids)
+
+    def list_documents(self, table: str) -> Iterator[dict[str, Any]]:
+        return self.reader.list_documents(table) if self.reader else iter(())
+
+    def has_documents(self, table: str) -> bool:
+        return self.reader.has_documents(table) if self.reader else False
+
+    def schema_info(self) -> dict[str, Any] | None:
+        return self.reader.schema_info() if self.reader else None

@@ -12,6 +12,7 @@ from .export import export_snapshot
 from .mirror import epoch_ms
 from .model import SnapshotError, SnapshotManifest, Source, XataToConvexError
 from .snapshot import SnapshotStore
+from .state import Progress, StateFileError
 from .storage import open_blob_store
 from .sync import Sync, SyncOptions
 from .verify import verify_snapshot
@@ -78,24 +79,26 @@ def run_sync(config: Config, options: SyncOptions, *, trigger: str | None = None
     store = open_store(config)
     if options.dry_run:  # reads Convex (drift, --full's listing) when it is configured, writes nothing
         reader = MirrorWriter(open_convex(config)) if config.convex_url and config.convex_deploy_key else None
-        return Sync(store, reader, options).run()
+        return Sync(store, reader, options).run().to_json()
     convex = open_convex(config)
     sync = Sync(store, MirrorWriter(convex, stop_after_batches=options.stop_after_batches), options)
     record_run(convex, {"runId": sync.run_id, "status": "running", "mode": options.mode}, trigger)
     close_dead_run(store, convex, sync.run_id)
     try:
-        report = sync.run()
+        report = sync.run().to_json()
     except Exception as exc:
-        record_run(
-            convex, {"runId": sync.run_id, "status": "failed", "error": scrub(str(exc), config.secrets())}
-        )
+        failed = {"runId": sync.run_id, "status": "failed", "error": scrub(str(exc), config.secrets())}
+        record_run(convex, failed)
+        store.write_run_report(sync.run_id, failed)
         raise
     try:
         record_run(convex, report, trigger)
     except XataToConvexError as exc:  # the run itself is done and reported in S3 runs/: keep it so
-        log.warning(
+        log.warning(  # progress.json stays, so the next run records this report in syncRuns
             "could not mirror run %s into syncRuns: %s", sync.run_id, scrub(str(exc), config.secrets())
         )
+    else:
+        store.clear_progress()  # last: until then the next run can close this one from its report
     return report
 
 
@@ -108,16 +111,42 @@ def run_export_and_sync(
 
 
 def close_dead_run(store: SnapshotStore, convex: ConvexHttp, run_id: str) -> None:
-    """A run that died part-way (e.g. the Lambda timeout) left progress.json and a syncRuns document
-    saying `running`: mark it failed, naming the run that picks up its work."""
-    left = store.read_progress()
-    dead = left.get("runId") if left else None
-    if not dead or dead == run_id:
+    """A run that died (e.g. the Lambda timeout) left progress.json and a syncRuns document saying
+    `running`: give both its final status (`dead_run_report`), naming the run that picks up its work."""
+    try:
+        left = store.read_progress()
+    except StateFileError as exc:  # the dead run cannot be named; its tables are reconciled
+        log.warning("%s", exc)
         return
-    error = f"stopped before finishing (crash or timeout); run {run_id} resumed its work"
-    record_run(convex, {"runId": dead, "status": "failed", "error": error})
-    if store.read_run_report(dead) is None:
-        store.write_run_report(dead, {"runId": dead, "status": "failed", "error": error})
+    if left is None or left.run_id == run_id:
+        return
+    report = dead_run_report(store, left, run_id)
+    record_run(convex, report)
+    if store.read_run_report(left.run_id) is None:
+        store.write_run_report(left.run_id, report)
+
+
+def dead_run_report(store: SnapshotStore, left: Progress, by_run_id: str) -> dict[str, Any]:
+    """The final report of the run that left `progress.json`: its own report when it wrote one (it
+    died before closing), else `succeeded` (`partial` with refused records) when progress shows it
+    applied every table of its snapshot and died before its report, else `failed`."""
+    own = store.read_run_report(left.run_id)
+    if own is not None and own.get("status") in ("succeeded", "partial", "failed"):
+        return own
+    try:
+        tables = [t.name for t in store.read_manifest(left.snapshot_id).tables]
+    except (SnapshotError, ValueError, KeyError):
+        tables = []
+    applied = [left.tables[t].applied for t in tables if t in left.tables]
+    report: dict[str, Any] = {"runId": left.run_id, "snapshotId": left.snapshot_id}
+    if tables and len(applied) == len(tables) and all(applied):
+        refused = any(entry.rejected for entry in applied if entry)
+        return report | {
+            "status": "partial" if refused else "succeeded",
+            "error": f"applied every table, then stopped before its report; recorded by run {by_run_id}",
+        }
+    error = f"stopped before finishing (crash or timeout); run {by_run_id} resumed its work"
+    return report | {"status": "failed", "error": error}
 
 
 def record_run(convex: ConvexHttp, report: dict[str, Any], trigger: str | None = None) -> None:
@@ -143,6 +172,6 @@ def verify(config: Config) -> dict[str, Any]:
     """Compare the Convex mirror with the last snapshot applied in full; `equal` only if every table is."""
     store = open_store(config)
     state, _ = store.read_state()
-    if not state or not state.get("snapshotId"):
+    if not state or not state.snapshot_id:
         raise SnapshotError("nothing has been applied in full yet: run `xata2convex sync` first")
-    return verify_snapshot(store, MirrorWriter(open_convex(config)), state["snapshotId"])
+    return verify_snapshot(store, MirrorWriter(open_convex(config)), state.snapshot_id)

@@ -28,6 +28,7 @@ from .model import (
     TableSchema,
     schema_from_xata,
 )
+from .state import AppliedState, Progress
 from .storage import Blob, BlobStore
 
 
@@ -189,31 +190,32 @@ class SnapshotStore:
     def state_key(self) -> str:
         return f"{self.base}state/applied.json"
 
-    def read_state(self) -> tuple[dict[str, Any] | None, str | None]:
-        """The applied state and its etag (for a replace-if-unchanged write)."""
+    def read_state(self) -> tuple[AppliedState | None, str | None]:
+        """The applied state and its etag (for a replace-if-unchanged write); StateFileError if damaged."""
         blob: Blob | None = self.blobs.get(self.state_key())
         if blob is None:
             return None, None
-        fix = "restore it (e.g. from S3 versioning), or delete it and run `xata2convex sync --full`"
-        return self._json(blob, self.state_key(), fix), blob.etag
+        return AppliedState.parse(blob.data, self.describe(self.state_key()), blob.etag), blob.etag
 
-    def write_state(self, state: dict[str, Any], *, expected_etag: str | None) -> str:
+    def write_state(self, state: AppliedState, *, expected_etag: str | None) -> str:
         key = self.state_key()
         if expected_etag is None:
-            return self.blobs.put(key, json_bytes(state), if_none_match=True)
-        return self.blobs.put(key, json_bytes(state), if_match=expected_etag)
+            return self.blobs.put(key, json_bytes(state.to_json()), if_none_match=True)
+        return self.blobs.put(key, json_bytes(state.to_json()), if_match=expected_etag)
 
     def progress_key(self) -> str:
         return f"{self.base}state/progress.json"
 
-    def read_progress(self) -> dict[str, Any] | None:
-        """What a run in progress (or one that died) has written so far; see sync.py."""
+    def read_progress(self) -> Progress | None:
+        """What a run in progress (or one that died) has written so far (see sync.py); StateFileError
+        if damaged."""
         blob = self.blobs.get(self.progress_key())
-        fix = "delete it, then run `xata2convex sync --full` to reconcile with Convex"
-        return None if blob is None else self._json(blob, self.progress_key(), fix)
+        return None if blob is None else Progress.parse(blob.data, self.describe(self.progress_key()))
 
-    def write_progress(self, progress: dict[str, Any]) -> None:
-        self.blobs.put(self.progress_key(), json_bytes(progress))  # one run at a time holds the lock
+    def write_progress(self, progress: Progress) -> None:
+        self.blobs.put(
+            self.progress_key(), json_bytes(progress.to_json())
+        )  # one run at a time holds the lock
 
     def clear_progress(self) -> None:
         self.blobs.delete(self.progress_key())

@@ -13,6 +13,10 @@ progress.json behind, and the next run
   what Convex holds (every write is an idempotent upsert or delete by `xata_id`).
 A table held back after writing part of its changes (mass-delete guard, an error) is marked `dirty`
 in applied.json and reconciled the same way next time.
+
+Per table the run first gathers the facts (state, progress, manifests, drift, whether Convex holds
+documents), then decides (plan.py, pure), then acts: a diff or reconcile pushed into the sink. A dry
+run is the same run with a sink that only reads and a recorder that writes nothing.
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .convex_sink import BatchLimitReached, MirrorWriter, PushStats
-from .diff import TableDiff, TableDiffer
+from .convex_sink import BatchLimitReached, DryRunSink, MirrorSink, MirrorWriter, PushStats
+from .diff import TableDiffer
 from .drift import FIX_COMMAND, SchemaDrift, detect_drift
 from .mirror import MirrorPlan, TablePlan, to_convex_document
 from .model import (
@@ -37,10 +41,11 @@ from .model import (
     XataToConvexError,
     utc_now_iso,
 )
+from .plan import RECONCILED, AppliedTable, GuardOptions, TableDecision, TableFacts, guard_deletes, plan_table
 from .snapshot import SnapshotStore
+from .state import AppliedState, Progress, RunReport, StateFileError, TableProgress, TableReport, TableState
 
 log = logging.getLogger(__name__)
-MAX_ERRORS_REPORTED = 100
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,10 @@ class SyncOptions:
     @property
     def mode(self) -> str:
         return "full" if self.full else "incremental"
+
+    @property
+    def guard(self) -> GuardOptions:
+        return GuardOptions(self.max_delete_share, self.min_guarded_deletes, self.allow_mass_delete)
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> SyncOptions:
@@ -75,59 +84,58 @@ class SyncOptions:
         )
 
 
-@dataclass
-class TableResult:
-    diff: TableDiff
-    status: str = "applied"  # applied | unchanged | drift | blocked | failed | dry-run
-    message: str | None = None
-    batches: int = 0
-    duration_ms: int = 0
-    duplicates_removed: int = 0  # extra Convex documents sharing one xata_id, collapsed into one
-    errors: list[str] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {**self.diff.to_json(), "status": self.status, "batches": self.batches}
-        data["durationMs"] = self.duration_ms
-        if self.duplicates_removed:
-            data["duplicatesRemoved"] = self.duplicates_removed
-        if self.message:
-            data["message"] = self.message
-        if self.errors:
-            data["errors"] = self.errors[:MAX_ERRORS_REPORTED]
-            data["rejected"] = len(self.rejected)
-        if self.warnings:
-            data["warnings"] = self.warnings[:MAX_ERRORS_REPORTED]
-        return data
-
-    @property
-    def applied(self) -> bool:
-        return self.status in ("applied", "unchanged")
-
-
-def _without_status(progress: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in progress.items() if k != "status"}
-
-
 def new_run_id() -> str:
     return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
+class RunRecorder:
+    """Writes what a run has done to the store: progress while it writes, then report and state."""
+
+    def __init__(self, store: SnapshotStore) -> None:
+        self.store = store
+
+    def progress(self, progress: Progress) -> None:
+        self.store.write_progress(progress)
+
+    def finish(self, report: RunReport, state: AppliedState, etag: str | None) -> None:
+        # The report first: a run that dies after it is closed from it (jobs.close_dead_run), and
+        # progress.json, cleared once syncRuns has the report too, says that run has not closed yet.
+        self.store.write_run_report(report.run_id, report.to_json())
+        self.store.write_state(state, expected_etag=etag)
+
+
+class DryRunRecorder(RunRecorder):
+    """A dry run leaves no trace in the store."""
+
+    def progress(self, progress: Progress) -> None:
+        pass
+
+    def finish(self, report: RunReport, state: AppliedState, etag: str | None) -> None:
+        pass
+
+
+class BaseUnreadable(SnapshotError):
+    """The applied snapshot's table file failed while being read: what Convex holds is not known."""
+
+
 class Sync:
     def __init__(self, store: SnapshotStore, writer: MirrorWriter | None, options: SyncOptions) -> None:
-        if writer is None and not options.dry_run:
-            raise ValueError("a Convex writer is needed unless dry_run")
         self.store = store
-        self.writer = writer  # in a dry run, used only to read (schema drift, --full's listing)
         self.options = options
         self.run_id = options.run_id or new_run_id()
-        self._writes = not options.dry_run
+        self.sink: MirrorSink
+        self.recorder: RunRecorder
+        if options.dry_run:  # reads Convex (drift, reconciling) through `writer` when there is one
+            self.sink, self.recorder = DryRunSink(writer), DryRunRecorder(store)
+        elif writer is None:
+            raise ValueError("a Convex writer is needed unless dry_run")
+        else:
+            self.sink, self.recorder = writer, RunRecorder(store)
         self._manifests: dict[str, SnapshotManifest] = {}
         self._schemas: dict[str, DatabaseSchema] = {}
-        self._progress: dict[str, Any] = {"tables": {}}
+        self.progress = Progress(self.run_id, "")
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> RunReport:
         started = time.monotonic()
         started_at = utc_now_iso()
         snapshot_id = self.options.snapshot_id or self.store.latest_snapshot()
@@ -135,151 +143,114 @@ class Sync:
             raise SnapshotError("no complete snapshot to sync: run `xata2convex export` first")
         manifest = self._manifest(snapshot_id)
         plan = MirrorPlan.from_schema(self._schema(snapshot_id))
-        state, etag = self.store.read_state()
-        state = state or {"tables": {}}
-        left_behind = self.store.read_progress() or {"tables": {}}  # by a run that did not finish
-        self._progress = {
-            "runId": self.run_id,
-            "snapshotId": snapshot_id,
-            "tables": dict(left_behind["tables"]),
-        }
-        drift = SchemaDrift()
-        if self.writer is not None:
-            drift = detect_drift(
-                plan, manifest.schema_sha256, self.writer.convex.query("mirror:schemaInfo", {})
-            )
+        state, etag, state_problem = self._read_state()
+        left_behind, progress_problem = self._read_progress()  # by a run that did not finish
+        self.progress = Progress(self.run_id, snapshot_id, dict(left_behind.tables) if left_behind else {})
+        deployed = self.sink.schema_info()
+        drift = (
+            detect_drift(plan, manifest.schema_sha256, deployed) if deployed is not None else SchemaDrift()
+        )
 
-        fix = FIX_COMMAND.format(snapshot_id=snapshot_id)
-        results: dict[str, TableResult] = {}
+        results: dict[str, TableReport] = {}
         for table in plan.tables:
             name = table.xata_name
-            if name in drift.tables:
-                message = "; ".join(drift.tables[name]) + f". Fix: {fix}"
-                results[name] = TableResult(TableDiff(name), status="drift", message=message)
-                continue
+            facts = self._facts(manifest, table, state, state_problem, progress_problem, drift)
             try:
-                results[name] = self._sync_table(snapshot_id, table, self._base_entry(name, state))
+                results[name] = self._apply(snapshot_id, table, plan_table(facts))
             except BatchLimitReached:
                 raise  # the fault hook stands for a crash: nothing after it may run
             except XataToConvexError as exc:  # this table stays where it was; the others go on
-                results[name] = TableResult(TableDiff(name), status="failed", message=str(exc))
+                results[name] = TableReport(status="failed", message=str(exc))
             if name in drift.notices and results[name].message is None:
+                fix = FIX_COMMAND.format(snapshot_id=snapshot_id)
                 results[name].message = "; ".join(drift.notices[name]) + f". Regenerate the schema: {fix}"
 
-        report = self._report(snapshot_id, started_at, started, results, drift)
-        if self._writes:
-            self._advance_state(state, etag, snapshot_id, results)
-            self.store.clear_progress()
-            self.store.write_run_report(self.run_id, report)
+        report = RunReport(
+            run_id=self.run_id,
+            snapshot_id=snapshot_id,
+            mode="full" if self.options.full else "incremental",
+            dry_run=self.options.dry_run,
+            started_at=started_at,
+            finished_at=utc_now_iso(),
+            duration_ms=int((time.monotonic() - started) * 1000),
+            tables=results,
+            drift=drift.messages(),
+            drift_dropped=bool(drift.dropped),
+        )
+        self.recorder.finish(report, self._next_state(state, snapshot_id, results), etag)
         return report
 
-    def _base_entry(self, name: str, state: dict[str, Any]) -> dict[str, Any] | None:
-        """What Convex holds of a table: applied.json's entry, or what a run that died left behind."""
-        entry: dict[str, Any] | None = state["tables"].get(name)
-        carried = self._progress["tables"].get(name)
-        if carried and carried["status"] == "applied":
-            return _without_status(carried)
-        if carried:  # the dead run had started writing this table
-            return {**(entry or {}), "dirty": True}
-        return entry
+    # --- facts ---
+    def _read_state(self) -> tuple[AppliedState, str | None, str | None]:
+        try:
+            state, etag = self.store.read_state()
+        except StateFileError as exc:  # replaced at the end of the run; every table reconciled
+            log.warning("%s", exc)
+            return AppliedState(), exc.etag, exc.summary
+        return state or AppliedState(), etag, None
 
-    def _entry(self, snapshot_id: str, name: str, rejected: list[str]) -> dict[str, Any]:
-        """A table's entry in applied.json (and, while a run writes, in progress.json)."""
-        return {
-            "snapshotId": snapshot_id,
-            "sha256": self._manifest(snapshot_id).table(name).sha256,
-            "rejected": rejected,
-        }
+    def _read_progress(self) -> tuple[Progress | None, str | None]:
+        try:
+            return self.store.read_progress(), None
+        except StateFileError as exc:
+            log.warning("%s", exc)
+            return None, exc.summary
 
-    def _mark(self, name: str, progress: dict[str, Any]) -> None:
-        if self._writes:
-            self._progress["tables"][name] = progress
-            self.store.write_progress(self._progress)
-
-    # --- one table ---
-    def _sync_table(self, snapshot_id: str, table: TablePlan, applied: dict[str, Any] | None) -> TableResult:
-        started = time.monotonic()
+    def _facts(
+        self,
+        manifest: SnapshotManifest,
+        table: TablePlan,
+        state: AppliedState,
+        state_problem: str | None,
+        progress_problem: str | None,
+        drift: SchemaDrift,
+    ) -> TableFacts:
         name = table.xata_name
-        new = self._manifest(snapshot_id)
-        old = self._applied_manifest(applied, name)
-        retry = frozenset(applied.get("rejected", [])) if applied else frozenset()
-        result = TableResult(TableDiff(name))
-        # Compare with what Convex holds, not with a snapshot, when a diff could not tell the truth.
-        reason = self._reconcile_reason(name, applied, old, new)
-        reconcile = self.options.full or reason is not None
-        result.message = reason
-        if not reconcile and old and old.table(name).sha256 == new.table(name).sha256 and not retry:
-            result.diff.unchanged = new.table(name).rows
-            result.status = "unchanged"
-            return result
-
-        base = None if reconcile else old
-        differ = TableDiffer(
-            table.schema,
-            self.store.iter_text(base.snapshot_id, name) if base else None,
-            self.store.iter_text(snapshot_id, name),
-            old_rows=base.table(name).rows if base else 0,
-            different_writers=base is not None and base.source != new.source,
-            retry_ids=retry,
+        entry = state.tables.get(name)
+        carried = self.progress.tables.get(name)
+        named = {e.snapshot_id for e in (entry, carried.applied if carried else None) if e and e.snapshot_id}
+        unknown = not (entry or carried or state_problem or self.options.full or name in drift.tables)
+        return TableFacts(
+            name=name,
+            snapshot_id=manifest.snapshot_id,
+            new=manifest.table(name),
+            column_types={c.name: c.type for c in table.schema.columns},
+            source=manifest.source,
+            entry=entry,
+            carried=carried,
+            applied={sid: self._applied_table(sid, name) for sid in sorted(named)},
+            state_problem=state_problem,
+            progress_problem=progress_problem,
+            drift=drift.tables.get(name, ()),
+            mirror_has_documents=self.sink.has_documents(table.convex_name) if unknown else None,
+            full=self.options.full,
         )
-        deletes: list[str] = []
-        seen: set[str] | None = set() if reconcile else None
-        documents = self._documents(table, differ, deletes, seen, result)
-        stats = PushStats()
-        self._mark(name, {"status": "pushing"})
-        if self._writes and self.writer is not None:
-            self.writer.upsert(table.convex_name, documents, stats)
-        else:
-            for _ in documents:
-                pass
-        base_rows = base.table(name).rows if base else 0
-        if reconcile and self.writer is not None and seen is not None:
-            base_rows = 0
-            for document in self.writer.list_documents(table.convex_name):
-                base_rows += 1
-                if document["xata_id"] not in seen:
-                    deletes.append(document["xata_id"])
-            if self._writes:  # what Convex did, rather than what a diff against nothing says
-                result.diff = TableDiff(name, stats.inserted, stats.updated, 0, stats.unchanged)
-            result.diff.deleted = len(deletes)
-        share = len(deletes) / base_rows if base_rows else 0.0
-        guarded = len(deletes) >= self.options.min_guarded_deletes and share > self.options.max_delete_share
-        if guarded and not self.options.allow_mass_delete:
-            result.status = "blocked"
-            result.message = (
-                f"{len(deletes)} of {base_rows} rows ({share:.0%}) would be deleted, over the mass-delete "
-                f"guard of {self.options.max_delete_share:.0%}; deletes withheld. "
-                "Rerun with --allow-mass-delete if intended."
-            )
-        elif self._writes and self.writer is not None:
-            self.writer.delete(table.convex_name, deletes, stats)
-        if self.options.dry_run and result.status != "blocked":
-            result.status = "dry-run"
-        if result.applied:
-            self._mark(name, {"status": "applied", **self._entry(snapshot_id, name, result.rejected)})
-        result.batches = stats.batches
-        result.duplicates_removed = stats.duplicates_removed
-        result.duration_ms = int((time.monotonic() - started) * 1000)
-        return result
 
-    def _reconcile_reason(
-        self, name: str, applied: dict[str, Any] | None, old: SnapshotManifest | None, new: SnapshotManifest
-    ) -> str | None:
-        if applied is None:
-            return None  # never applied: everything is added, and upserts by xata_id make no duplicates
-        if applied.get("dirty"):
-            return "an earlier run stopped while writing this table; reconciled with Convex"
-        if old is None:
-            return f"snapshot {applied.get('snapshotId')} last applied is gone; reconciled with Convex"
-        before = {c.name: c.type for c in self._schema(old.snapshot_id).table(name).columns}
-        retyped = [
-            c.name
-            for c in self._schema(new.snapshot_id).table(name).columns
-            if before.get(c.name, c.type) != c.type
-        ]
-        if retyped:  # the same text may now decode to other values (e.g. "5" -> 5)
-            return f"column(s) {', '.join(map(repr, retyped))} changed type; every record rewritten"
-        return None
+    def _applied_table(self, snapshot_id: str, name: str) -> AppliedTable:
+        """The table as snapshot `snapshot_id` holds it, if it is all still there."""
+        try:
+            manifest = self._manifest(snapshot_id)
+            schema = self._schema(snapshot_id)
+        except (SnapshotError, ValueError, KeyError, TypeError):
+            return AppliedTable(snapshot_id, problem=f"snapshot {snapshot_id} last applied is gone")
+        try:
+            table_manifest, table_schema = manifest.table(name), schema.table(name)
+        except KeyError:
+            return AppliedTable(
+                snapshot_id, problem=f"snapshot {snapshot_id} last applied has no table {name!r}"
+            )
+        key = self.store.table_key(snapshot_id, name)
+        if not self.store.blobs.exists(key):
+            where = self.store.describe(key)
+            return AppliedTable(
+                snapshot_id, problem=f"{where} of snapshot {snapshot_id} last applied is gone"
+            )
+        return AppliedTable(
+            snapshot_id,
+            table_manifest,
+            {c.name: c.type for c in table_schema.columns},
+            manifest.source,
+        )
 
     def _schema(self, snapshot_id: str) -> DatabaseSchema:
         if snapshot_id not in self._schemas:
@@ -291,17 +262,66 @@ class Sync:
             self._manifests[snapshot_id] = self.store.read_manifest(snapshot_id)
         return self._manifests[snapshot_id]
 
-    def _applied_manifest(self, applied: dict[str, Any] | None, name: str) -> SnapshotManifest | None:
-        """The manifest of the snapshot this table was last applied from, if it is still readable."""
-        if not applied or not applied.get("snapshotId"):
-            return None
+    # --- effects: one table ---
+    def _apply(self, snapshot_id: str, table: TablePlan, decision: TableDecision) -> TableReport:
+        new = self._manifest(snapshot_id).table(table.xata_name)
+        if decision.action == "drift":
+            return TableReport(status="drift", message=decision.message)
+        if decision.action == "unchanged":
+            return TableReport(unchanged=new.rows, status="unchanged")
         try:
-            manifest = self._manifest(applied["snapshotId"])
-            manifest.table(name)
-        except (SnapshotError, KeyError):
-            log.warning("the snapshot table %s was last applied from is gone", name)
-            return None
-        return manifest
+            return self._push(snapshot_id, table, decision)
+        except BaseUnreadable as exc:  # raised before anything is written: the old side is read first
+            return self._push(snapshot_id, table, TableDecision("reconcile", f"{exc}; {RECONCILED}"))
+
+    def _push(self, snapshot_id: str, table: TablePlan, decision: TableDecision) -> TableReport:
+        started = time.monotonic()
+        name = table.xata_name
+        result = TableReport(message=decision.message)
+        reconcile = decision.action == "reconcile"
+        base = decision.base.manifest if decision.base and not reconcile else None
+        differ = TableDiffer(
+            table.schema,
+            self._base_text(decision.base.snapshot_id, name) if base and decision.base else None,
+            self.store.iter_text(snapshot_id, name),
+            old_rows=base.rows if base else 0,
+            different_writers=decision.different_writers,
+            retry_ids=decision.retry,
+        )
+        deletes: list[str] = []
+        seen: set[str] | None = set() if reconcile else None
+        documents = self._documents(table, differ, deletes, seen, result)
+        stats = PushStats()
+        self._mark(name, TableProgress("pushing"))
+        self.sink.upsert(table.convex_name, documents, stats)
+        rows_before = base.rows if base else 0
+        if seen is not None:  # what Convex did, rather than what a diff against nothing says
+            rows_before = 0
+            for document in self.sink.list_documents(table.convex_name):
+                rows_before += 1
+                if document["xata_id"] not in seen:
+                    deletes.append(document["xata_id"])
+            result.added, result.changed, result.unchanged = stats.inserted, stats.updated, stats.unchanged
+            result.deleted = len(deletes)
+        withheld = guard_deletes(len(deletes), rows_before, self.options.guard, decision, snapshot_id)
+        if withheld:
+            result.status, result.message = "blocked", withheld
+        else:
+            self.sink.delete(table.convex_name, deletes, stats)
+        if self.options.dry_run and result.status == "applied":
+            result.status = "dry-run"
+        if result.applied:
+            self._mark(name, TableProgress("applied", self._entry(snapshot_id, name, result)))
+        result.batches = stats.batches
+        result.duplicates_removed = stats.duplicates_removed
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+        return result
+
+    def _base_text(self, snapshot_id: str, name: str) -> Iterator[str]:
+        try:
+            yield from self.store.iter_text(snapshot_id, name)
+        except (SnapshotError, OSError) as exc:
+            raise BaseUnreadable(f"snapshot {snapshot_id} last applied: {exc}") from exc
 
     def _documents(
         self,
@@ -309,7 +329,7 @@ class Sync:
         differ: TableDiffer,
         deletes: list[str],
         seen: set[str] | None,
-        result: TableResult,
+        result: TableReport,
     ) -> Iterator[dict[str, Any]]:
         refused: dict[str, int] = {}
         for change in differ:
@@ -324,60 +344,49 @@ class Sync:
                 result.errors.append(str(exc))
                 result.rejected.append(change.record_id)
                 refused[change.kind] = refused.get(change.kind, 0) + 1
-        result.diff = differ.result  # refused records are reported as errors, not as added or changed
-        result.diff.added -= refused.get("added", 0)
-        result.diff.changed -= refused.get("changed", 0)
+        # refused records are reported as errors, not as added or changed
+        counts = differ.result
+        result.added = counts.added - refused.get("added", 0)
+        result.changed = counts.changed - refused.get("changed", 0)
+        result.deleted, result.unchanged = counts.deleted, counts.unchanged
 
-    # --- state and report ---
-    def _advance_state(
-        self,
-        state: dict[str, Any],
-        etag: str | None,
-        snapshot_id: str,
-        results: dict[str, TableResult],
-    ) -> None:
-        tables = dict(state.get("tables", {}))
-        for name, result in results.items():
-            carried = self._progress["tables"].get(name)
+    # --- state ---
+    def _entry(self, snapshot_id: str, name: str, result: TableReport) -> TableState:
+        """A table's entry in applied.json (and, while a run writes, in progress.json)."""
+        sha256 = self._manifest(snapshot_id).table(name).sha256
+        return TableState(snapshot_id, sha256, frozenset(result.rejected))
+
+    def _mark(self, name: str, progress: TableProgress) -> None:
+        self.progress.tables[name] = progress
+        self.recorder.progress(self.progress)
+
+    def _next_state(
+        self, state: AppliedState, snapshot_id: str, results: dict[str, TableReport]
+    ) -> AppliedState:
+        tables: dict[str, TableState] = {}
+        for name, result in results.items():  # a table gone from Xata leaves the state
+            carried = self.progress.tables.get(name)
             if result.applied:
-                tables[name] = self._entry(snapshot_id, name, result.rejected)
-            elif carried and carried["status"] == "applied":  # reached by a run that died; keep it
-                tables[name] = _without_status(carried)
+                tables[name] = self._entry(snapshot_id, name, result)
+            elif carried and carried.applied:  # reached by a run that died; keep it
+                tables[name] = carried.applied
             elif carried:  # part of this table's changes were written, then it was held back
-                tables[name] = {**tables.get(name, {}), "dirty": True}
-        for name in list(tables):
-            if name not in results:
-                del tables[name]  # the table is gone from Xata
-        new_state = {**state, "tables": tables, "runId": self.run_id, "updatedAt": utc_now_iso()}
-        if all(r.applied for r in results.values()):
-            new_state["snapshotId"] = snapshot_id
-        self.store.write_state(new_state, expected_etag=etag)
-
-    def _report(
-        self,
-        snapshot_id: str,
-        started_at: str,
-        started: float,
-        results: dict[str, TableResult],
-        drift: SchemaDrift,
-    ) -> dict[str, Any]:
-        clean = all(
-            r.status in ("applied", "unchanged", "dry-run") and not r.errors for r in results.values()
+                before = state.tables.get(name)
+                tables[name] = TableState(
+                    before.snapshot_id if before else None,
+                    before.sha256 if before else None,
+                    before.rejected if before else frozenset(),
+                    dirty=True,
+                )
+            elif name in state.tables:
+                tables[name] = state.tables[name]
+        applied_in_full = all(r.applied for r in results.values())
+        return AppliedState(
+            tables=tables,
+            snapshot_id=snapshot_id if applied_in_full else state.snapshot_id,
+            run_id=self.run_id,
+            updated_at=utc_now_iso(),
         )
-        status = "succeeded" if clean and not drift.dropped else "partial"
-        return {
-            "runId": self.run_id,
-            "snapshotId": snapshot_id,
-            "mode": self.options.mode,
-            "dryRun": self.options.dry_run,
-            "status": status,
-            "startedAt": started_at,
-            "finishedAt": utc_now_iso(),
-            "durationMs": int((time.monotonic() - started) * 1000),
-            "batches": sum(r.batches for r in results.values()),
-            "tables": {name: r.to_json() for name, r in results.items()},
-            "drift": drift.messages(),
-        }
 
 
 def diff_snapshots(store: SnapshotStore, old_id: str, new_id: str) -> dict[str, dict[str, Any]]:
