@@ -13,7 +13,7 @@ from tests.fixtures.xata import XataStandInFactory
 from tests.test_sync import Setup
 from xata2convex import jobs
 from xata2convex.cli import main
-from xata2convex.local.convex_server import LocalConvex
+from xata2convex_local.convex_server import LocalConvex
 
 
 @pytest.fixture
