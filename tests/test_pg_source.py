@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
 import json
 import math
 import subprocess
@@ -12,13 +14,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.fixtures.postgres import PgDatabase
 from xata2convex.cli import main
 from xata2convex.export import export_snapshot
 from xata2convex.mirror import MirrorPlan, to_convex_document
 from xata2convex.model import CsvSource, Record, SourceError, TableSchema
-from xata2convex.pg_source import PostgresSource, database_and_branch
+from xata2convex.pg_source import CsvRowCounter, PostgresSource, database_and_branch
 from xata2convex.snapshot import SnapshotStore
 from xata2convex.storage import LocalBlobStore
 
@@ -507,3 +511,48 @@ def test_without_snapshot_export_one_transaction_reads_everything(pg_database: P
         assert set(_records(source, schema.table("small"))) == {"1", "2"}
     finally:
         source.close()
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_copy_cut_off_by_the_server_fails_naming_the_table(pg_database: PgDatabase, split: bool) -> None:
+    pg_database.execute(
+        "CREATE TABLE wide (id int PRIMARY KEY, pad text); "
+        "INSERT INTO wide SELECT i, repeat('x', 500) FROM generate_series(1, 100000) i"
+    )  # 50 MB: far more than the socket buffers hold, so the COPY is still running when it is cut
+    source = PostgresSource(
+        pg_database.url, connections=1, split_blocks=4096, min_split_blocks=64 if split else 1 << 30
+    )
+    try:
+        chunks = source.copy_table_csv(source.read_schema().table("wide")).chunks()
+        next(chunks)
+        pg_database.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'xata2convex' AND query LIKE 'COPY%'"
+        )
+        with pytest.raises(SourceError, match="table 'wide': reading from Postgres failed"):
+            for _ in chunks:
+                pass
+    finally:
+        source.close()
+
+
+@given(
+    st.lists(st.text(alphabet='a,"\n\r', max_size=8), max_size=6).map(lambda cells: cells or [""]),
+    st.integers(1, 50),
+    st.integers(1, 7),
+)
+def test_csv_row_counter_counts_records_however_the_bytes_are_cut(
+    cells: list[str], rows: int, cut: int
+) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    for _ in range(rows):
+        writer.writerow(cells)
+    data = out.getvalue().encode()
+    counter = CsvRowCounter()
+    for start in range(0, len(data), cut):
+        counter.passed(data[start : start + cut])
+    assert (counter.rows, counter.open) == (rows, False)
+    cut_short = CsvRowCounter()
+    cut_short.passed(data[:-1])  # the last line feed never arrived
+    assert cut_short.rows == rows - 1 or cut_short.open

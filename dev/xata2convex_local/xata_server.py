@@ -12,6 +12,10 @@ Where Xata's documentation is silent, the simplest behaviour was chosen:
   `fail_429_every`, else 503 when it is a multiple of `fail_5xx_every`. A 429 carries
   `x-ratelimit-reset`: seconds (decimal) until the window resets, `ratelimit_reset_s`.
 - Error bodies are `{"id", "message"}` with a random id.
+- A page fault (`page_fault`) answers one page of one table's query the way a broken server or proxy
+  might, with status 200: `html` (an error page), `not-json` (a cut-off body), `empty-object` (`{}`),
+  `empty-end` (no records and `more: false`), `repeat-cursor` (the page with a cursor leading back to
+  itself, forever). Pages count from 1 per query; cursors carry the page number.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import click
 
 from .foreground import catch_stop_signals, serve_until_stopped
-from .xata_store import ApiError, Branch, projector
+from .xata_store import ApiError, Branch, page_number, projector, repeating_cursor
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,34 @@ class LoggedRequest:
     method: str
     path: str  # without the query string
     status: int
+
+
+PAGE_FAULTS = ("html", "not-json", "empty-object", "empty-end", "repeat-cursor")
+
+
+@dataclass(frozen=True)
+class PageFault:
+    """Answer page `page` (from 1) of table `table`'s query with a broken page of kind `kind`."""
+
+    table: str
+    page: int
+    kind: str
+
+    @classmethod
+    def parse(cls, text: str) -> PageFault:
+        """`TABLE:PAGE:KIND`, as the command line takes it."""
+        table, page, kind = ([""] * 3 + text.rsplit(":", 2))[-3:]
+        if not table or not page.isdigit() or int(page) < 1 or kind not in PAGE_FAULTS:
+            raise ValueError(f"expected TABLE:PAGE:KIND, PAGE from 1, KIND one of {', '.join(PAGE_FAULTS)}")
+        return cls(table, int(page), kind)
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A response body sent as it is (not JSON-encoded)."""
+
+    data: bytes
+    content_type: str
 
 
 # ---------------------------------------------------------------- HTTP
@@ -101,12 +133,18 @@ class _Handler(BaseHTTPRequestHandler):
         status, payload, headers = self.server.standin.respond(
             method, self.path, self.headers.get("authorization"), raw
         )
-        body = b"" if payload is None else json.dumps(payload, ensure_ascii=False, allow_nan=False).encode()
+        if isinstance(payload, RawBody):
+            body, content_type = payload.data, payload.content_type
+        else:
+            body = (
+                b"" if payload is None else json.dumps(payload, ensure_ascii=False, allow_nan=False).encode()
+            )
+            content_type = "application/json"
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
         if payload is not None:
-            self.send_header("content-type", "application/json")
+            self.send_header("content-type", content_type)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -131,12 +169,14 @@ class XataStandIn:
         fail_429_every: int = 0,
         fail_5xx_every: int = 0,
         ratelimit_reset_s: float = 0.01,
+        page_fault: PageFault | None = None,
     ) -> None:
         self.api_key = api_key if api_key is not None else f"xau_local_{secrets.token_urlsafe(24)}"
         self.latency_ms = latency_ms
         self.fail_429_every = fail_429_every
         self.fail_5xx_every = fail_5xx_every
         self.ratelimit_reset_s = ratelimit_reset_s
+        self.page_fault = page_fault
         self._data = Branch(Path(seed_dir), database, branch)
         self._address = (host, port)
         self._server: _Server | None = None
@@ -314,6 +354,9 @@ class XataStandIn:
         if len(rest) == 3 and method == "GET" and action in ("schema", "columns"):
             return 200, {"columns": [dict(c) for c in table.columns.values()]}
         if len(rest) == 3 and method == "POST" and action == "query":
+            fault = self.page_fault
+            if fault and fault.table == table.name and fault.page == page_number(table, body):
+                return 200, self._broken_page(fault.kind, table, body)
             return 200, data.query(table, body)
         if len(rest) == 3 and method == "POST" and action == "summarize":
             return 200, data.summarize(table, body)
@@ -335,6 +378,20 @@ class XataStandIn:
             raise ApiError(404, f"no such endpoint: {method} /{'/'.join(parts)}")
         status, record = data.write(table, record_id, body, modes[method], query)
         return status, project(record)
+
+    def _broken_page(self, kind: str, table: Any, body: Any) -> Any:
+        if kind == "html":
+            return RawBody(b"<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>", "text/html")
+        if kind == "not-json":
+            return RawBody(b'{"records": [{"id": "rec_', "application/json")
+        if kind == "empty-object":
+            return {}
+        cursor = repeating_cursor(table, body)
+        if kind == "empty-end":
+            return {"records": [], "meta": {"page": {"cursor": cursor, "more": False, "size": 0}}}
+        answer = self._data.query(table, body)  # repeat-cursor: this page again, and again
+        answer["meta"]["page"].update(cursor=cursor, more=True)
+        return answer
 
 
 # ---------------------------------------------------------------- CLI
@@ -360,6 +417,12 @@ class XataStandIn:
 @click.option(
     "--fail-5xx-every", type=int, default=0, show_default=True, help="Answer 503 to every Nth request."
 )
+@click.option(
+    "--page-fault",
+    "page_fault",
+    default=None,
+    help=f"TABLE:PAGE:KIND: answer that page broken ({', '.join(PAGE_FAULTS)}).",
+)
 def xata_command(
     seed_dir: Path,
     port: int,
@@ -370,6 +433,7 @@ def xata_command(
     latency_ms: float,
     fail_429_every: int,
     fail_5xx_every: int,
+    page_fault: str | None,
 ) -> None:
     """Serve a local Xata stand-in in the foreground: print the settings to use, serve until stopped."""
     standin = XataStandIn(
@@ -382,10 +446,18 @@ def xata_command(
         latency_ms=latency_ms,
         fail_429_every=fail_429_every,
         fail_5xx_every=fail_5xx_every,
+        page_fault=_page_fault_option(page_fault),
     )
     stopped = catch_stop_signals()
     with standin:
         serve_until_stopped(stopped, standin.settings())
+
+
+def _page_fault_option(text: str | None) -> PageFault | None:
+    try:
+        return PageFault.parse(text) if text else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--page-fault") from None
 
 
 if __name__ == "__main__":

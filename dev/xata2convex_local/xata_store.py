@@ -310,6 +310,22 @@ def _decode_cursor(cursor: Any, table: str) -> dict[str, Any]:
     return payload
 
 
+def page_number(table: Table, body: Any) -> int:
+    """Which page of a query a request asks for (1 without a cursor): cursors carry the number."""
+    page = body.get("page") if isinstance(body, dict) else None
+    after = page.get("after") if isinstance(page, dict) else None
+    return 1 if after is None else int(_decode_cursor(after, table.name).get("p", 0)) + 1
+
+
+def repeating_cursor(table: Table, body: Any) -> str:
+    """A cursor that leads back to the page this request asks for (the `repeat-cursor` fault)."""
+    after = (body.get("page") or {}).get("after")
+    size = (body.get("page") or {}).get("size", DEFAULT_PAGE_SIZE)
+    return (
+        str(after) if after is not None else _encode_cursor({"t": table.name, "k": None, "n": size, "p": 0})
+    )
+
+
 def _page_size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE_SIZE:
         raise ApiError(400, f"page.size must be an integer between 1 and {MAX_PAGE_SIZE}, got {value!r}")
@@ -368,9 +384,10 @@ class Branch:
             columns = body.get("columns")
             size = _page_size(page.get("size", DEFAULT_PAGE_SIZE))
         project = projector(table, columns)
+        page_no = page_number(table, body)
         records, last, more = self._page(table, flt, sort, position, size)
         cursor_out = _encode_cursor(
-            {"t": table.name, "k": last, "n": size, "c": columns, "f": flt, "s": sort}
+            {"t": table.name, "k": last, "n": size, "c": columns, "f": flt, "s": sort, "p": page_no}
         )
         return {
             "records": [project(r) for r in records],

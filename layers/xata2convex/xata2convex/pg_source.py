@@ -282,7 +282,8 @@ class PostgresSource:
         return [(lo, hi) for lo, hi in zip(starts, [*starts[1:], None], strict=True)]
 
     def _copy_chunks(self, plan: TablePlan, where: str, header: bool) -> Generator[bytes, None, int]:
-        """One COPY on a pooled connection, CHUNK_BYTES at a time; returns its row count."""
+        """One COPY on a pooled connection, CHUNK_BYTES at a time; returns its row count, checked
+        against the rows that actually arrived (a short or interrupted COPY fails the table)."""
         assert self._pool is not None
         options = "FORMAT csv, HEADER" if header else "FORMAT csv"
         statement = f"COPY ({plan.query(where)}) TO STDOUT WITH ({options})".encode()
@@ -290,6 +291,7 @@ class PostgresSource:
             conn = self._pool.acquire()
         except psycopg.Error as exc:
             raise SourceError(f"table {plan.name!r}: joining the export's snapshot failed: {exc}") from exc
+        arrived = CsvRowCounter()
         try:
             with conn.cursor() as cur:
                 with cur.copy(statement) as copy:
@@ -297,15 +299,22 @@ class PostgresSource:
                     for data in copy:
                         buffer += data
                         if len(buffer) >= CHUNK_BYTES:
-                            yield bytes(buffer)
+                            yield arrived.passed(bytes(buffer))
                             buffer.clear()
                     if buffer:
-                        yield bytes(buffer)
-                return max(cur.rowcount, 0)
+                        yield arrived.passed(bytes(buffer))
+                reported = cur.rowcount
         except psycopg.Error as exc:
             raise SourceError(f"table {plan.name!r}: reading from Postgres failed: {exc}") from exc
         finally:
             self._pool.release(conn)
+        rows = arrived.rows - (1 if header else 0)
+        if reported < 0 or rows != reported or arrived.open:
+            raise SourceError(
+                f"table {plan.name!r}: short COPY: Postgres reported {reported} rows, {rows} arrived"
+                + (" and the last one was cut inside a quoted field" if arrived.open else "")
+            )
+        return rows
 
     def _stream(self, plan: TablePlan, copy: CsvCopy) -> Generator[bytes, None, None]:
         copy.rows = yield from self._copy_chunks(plan, "", True)
@@ -357,6 +366,25 @@ class PostgresSource:
             for future in pending:
                 if future.done() and not future.cancelled() and future.exception() is None:
                     future.result()[0].close()
+
+
+class CsvRowCounter:
+    """Counts the CSV records in bytes as they pass: line feeds outside quoted fields, at C speed
+    (each chunk is split at its quotes once; the unquoted parts are joined and counted)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.open = False  # inside a quoted field at the end of what has passed
+
+    def passed(self, data: bytes) -> bytes:
+        """Count `data`, and hand it on."""
+        if b'"' not in data:
+            self.rows += 0 if self.open else data.count(b"\n")
+            return data
+        parts = data.split(b'"')
+        self.rows += b"".join(parts[1 if self.open else 0 :: 2]).count(b"\n")
+        self.open ^= len(parts) % 2 == 0  # an odd number of quotes flips the state
+        return data
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[str]:

@@ -53,6 +53,9 @@ class XataSettings:
     backoff_base_s: float = 0.25
     backoff_cap_s: float = 20.0
     requests_per_second: float = 75.0  # Xata's free plan: 75 req/s per branch
+    # Loop bound: no table is read past this many records (Xata Lite's largest plans held tens of
+    # millions of rows); with repeated cursors and ids refused, only a hostile server gets near it.
+    max_records_per_table: int = 100_000_000
 
     def __repr__(self) -> str:  # never print the key
         return f"XataSettings(database_url={self.database_url!r}, endpoint_url={self.endpoint_url!r}, ...)"
@@ -184,8 +187,7 @@ class XataSdkSource:
             attempt += 1
             self._limiter.acquire()
             try:
-                response = self._checked(what, call)
-                return dict(response)
+                return _json_object(what, self._checked(what, call))
             except _TransientError as exc:
                 last = exc
                 limit = self.settings.max_connect_attempts if exc.connect else self.settings.max_attempts
@@ -207,6 +209,12 @@ class XataSdkSource:
             raise _TransientError(f"server error ({last.status_code if last else 'unknown status'})") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _TransientError(transport_problem(exc), connect=could_not_connect(exc)) from exc
+        except requests.JSONDecodeError as exc:  # the SDK parses 401 and 429 bodies itself
+            last = self._last_response()
+            status = last.status_code if last is not None else None
+            if status == 429:
+                raise _TransientError("429 rate limited", self._retry_after()) from exc
+            raise SourceError(f"{what}: Xata answered {status} with a body that is not JSON") from None
         except UnauthorizedError as exc:
             raise SourceError(f"{what}: Xata rejected the API key (401 unauthorized)") from exc
         if not response.is_success():
@@ -246,29 +254,112 @@ class XataSdkSource:
 
     def read_table(self, table: TableSchema) -> Iterator[list[Record]]:
         normalise = _RecordNormaliser(table)
-        page_size = self.settings.page_size
+        settings = self.settings
+        pages = PageChecker(table.name, settings.page_size, settings.max_records_per_table)
         cursor: str | None = None
-        page_no = 1
         while True:
-            payload: dict[str, Any] = {"page": {"size": page_size}}
-            if cursor:
+            payload: dict[str, Any] = {"page": {"size": settings.page_size}}
+            if cursor is not None:
                 payload["page"]["after"] = cursor
-            what = f"table {table.name!r} page {page_no}"
+            what = f"table {table.name!r} page {pages.page_no}"
 
             def query(client: XataClient, payload: dict[str, Any] = payload) -> Any:
                 return client.data().query(table.name, payload, self._database, self._branch)
 
-            body = self._call(what, query)
-            records = body.get("records", [])
+            page = pages.check(self._call(what, query))
             try:
-                yield [normalise(r) for r in records]
+                yield [normalise(r) for r in page.records]
             except (KeyError, TypeError, ValueError) as exc:
                 raise SourceError(f"{what}: unexpected record shape: {exc}") from exc
-            meta = (body.get("meta") or {}).get("page") or {}
-            if not meta.get("more") or not meta.get("cursor"):
+            if page.next_cursor is None:
                 return
-            cursor = meta["cursor"]
-            page_no += 1
+            cursor = page.next_cursor
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[dict[str, Any]]
+    next_cursor: str | None  # None: this was the table's last page
+
+
+class PageChecker:
+    """Checks the pages of one table's query, in order, against Xata's documented shape and against
+    the pages before them. Anything else fails the table (SourceError naming table and page), because
+    a page that ends a table early would read as deletions:
+    - the body is a JSON object with a `records` list of objects that each carry an id, and
+      `meta.page` holds a string `cursor` and a bool `more`;
+    - a page holds at most the page size asked for, and, once a page said `more`, at least one record
+      (Xata computes `more` by looking ahead, so an empty page after it is a broken answer, not the end);
+    - no cursor comes back twice and no record id appears on two pages (a loop, or a shifting read);
+    - at most `max_records // page_size + 1` pages are read.
+    """
+
+    def __init__(self, table: str, page_size: int, max_records: int) -> None:
+        self.table = table
+        self.page_size = page_size
+        self.max_pages = max_records // page_size + 1
+        self.page_no = 1
+        self._more_promised = False
+        self._cursors: set[str] = set()
+        self._ids: set[int] = set()  # 64-bit hashes of the ids seen: memory per record stays small
+
+    def _fail(self, problem: str) -> SourceError:
+        return SourceError(f"table {self.table!r} page {self.page_no}: {problem}; the export stops here")
+
+    def check(self, body: Any) -> Page:
+        records = body.get("records") if isinstance(body, dict) else None
+        if not isinstance(records, list):
+            raise self._fail("Xata's answer has no `records` list (not the documented query response)")
+        meta = body.get("meta")
+        page = meta.get("page") if isinstance(meta, dict) else None
+        more = page.get("more") if isinstance(page, dict) else None
+        cursor = page.get("cursor") if isinstance(page, dict) else None
+        if not isinstance(more, bool) or not isinstance(cursor, str):
+            raise self._fail("Xata's answer has no `meta.page` with a string `cursor` and a bool `more`")
+        if len(records) > self.page_size:
+            raise self._fail(f"{len(records)} records on a page of {self.page_size} asked for")
+        if not records and (more or self._more_promised):
+            raise self._fail("an empty page where more records were announced")
+        ids = [_record_id(r) for r in records]
+        if None in ids:
+            raise self._fail(f"record {ids.index(None) + 1} of the page is not an object with an id")
+        hashes = {hash(i) for i in ids}
+        if len(hashes) < len(ids) or not self._ids.isdisjoint(hashes):
+            repeated = next(i for n, i in enumerate(ids) if hash(i) in self._ids or i in ids[:n])
+            raise self._fail(f"record {repeated!r} was already read (the cursor does not advance)")
+        if more and cursor in self._cursors:
+            raise self._fail("Xata sent a cursor it had already sent (the pages would repeat forever)")
+        if more and self.page_no >= self.max_pages:
+            raise self._fail(f"more than {self.max_pages} pages; a table this size is not plausible")
+        self._ids |= hashes
+        self._cursors.add(cursor)
+        self._more_promised = more
+        self.page_no += 1
+        return Page(records, cursor if more else None)
+
+
+def _record_id(raw: Any) -> str | None:
+    """A record's id: `id` (classic) or `xata_id` (Postgres-enabled branches); None if it has none."""
+    if not isinstance(raw, dict):
+        return None
+    value = raw.get("xata_id", raw.get("id"))
+    return value if isinstance(value, str) and value else None
+
+
+def _json_object(what: str, response: Any) -> dict[str, Any]:
+    """The response body as a JSON object, parsed here: the SDK's ApiResponse silently reads a body
+    that is not JSON (an HTML error page from a proxy, a cut-off answer) as an empty dict."""
+    raw: requests.Response = response.response
+    try:
+        body = json.loads(raw.content)
+    except ValueError:
+        kind = raw.headers.get("content-type") or "no content type"
+        raise SourceError(
+            f"{what}: Xata answered {raw.status_code} with a body that is not JSON ({kind})"
+        ) from None
+    if not isinstance(body, dict):
+        raise SourceError(f"{what}: Xata answered {raw.status_code} with JSON that is not an object")
+    return body
 
 
 class _RecordNormaliser:
