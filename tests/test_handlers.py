@@ -321,11 +321,14 @@ def test_the_aws_path_end_to_end_secrets_manager_s3_xata_and_convex(
     suffix = s3_bucket[-8:]
     monkeypatch.setenv(
         "XATA_API_KEY_SECRET_ARN",
-        secrets.create_secret(Name=f"xata-{suffix}", SecretString=xata_key)["ARN"],
+        # Stored with line endings, as a copy-paste into the console easily does: ignored on load.
+        secrets.create_secret(Name=f"xata-{suffix}", SecretString=xata_key + "\r\n")["ARN"],
     )
     monkeypatch.setenv(
         "CONVEX_DEPLOY_KEY_SECRET_ARN",
-        secrets.create_secret(Name=f"convex-{suffix}", SecretString=fresh_local_convex.deploy_key)["ARN"],
+        secrets.create_secret(Name=f"convex-{suffix}", SecretString=fresh_local_convex.deploy_key + "\n")[
+            "ARN"
+        ],
     )
     monkeypatch.setenv("CONVEX_URL", fresh_local_convex.url)
     uri = f"s3://{s3_bucket}/xata2convex"

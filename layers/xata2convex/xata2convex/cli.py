@@ -363,22 +363,23 @@ def snapshots_diff(old_id: str, new_id: str, as_json: bool, **kwargs: Any) -> No
 @click.option("--from_database", "database", required=True)
 @click.option("--from_branch", "branch", default="main", show_default=True)
 @click.option("--from_region", "region", default="us-east-1", show_default=True)
-@click.option("--from_XATA_API_KEY", "api_key", envvar="XATA_API_KEY", required=True)
+@click.option("--from_XATA_API_KEY", "xata_api_key", envvar="XATA_API_KEY", required=True)
 @click.option("--output", type=click.Choice(["file"]), default="file", show_default=True)
 @click.option("--output_path", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--output_format", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 def xreplay(
-    workspace: str, database: str, branch: str, region: str, api_key: str, output: str, output_path: Path,
-    output_format: str,
+    workspace: str, database: str, branch: str, region: str, xata_api_key: str, output: str,
+    output_path: Path, output_format: str,
 ) -> None:  # fmt: skip
     """xata_tools' xreplay file export (same flags): schema.json and one file per table."""
     from .xreplay import replay_to_files
 
     # Always the xata SDK, whatever XATA_POSTGRES_URL says: these flags name a REST database.
     config = replace(
-        Config.from_env(),
-        xata_api_key=api_key,
-        xata_database_url=f"https://{workspace}.{region}.xata.sh/db/{database}:{branch}",
+        Config.from_env().with_overrides(
+            xata_api_key=xata_api_key,
+            xata_database_url=f"https://{workspace}.{region}.xata.sh/db/{database}:{branch}",
+        ),
         xata_postgres_url=None,
     )
     for line in replay_to_files(jobs.open_source(config), output_path, output_format):

@@ -2,15 +2,23 @@
 
 In Lambda the keys come from Secrets Manager: `XATA_API_KEY_SECRET_ARN` and
 `CONVEX_DEPLOY_KEY_SECRET_ARN` name the secrets, never plain environment values.
+
+Every secret, wherever it comes from (environment, flag, Secrets Manager), passes `load_secret`:
+surrounding whitespace is dropped (a key stored with a trailing newline works), and a value with a
+control character inside or shorter than MIN_SECRET_LENGTH is refused with an error naming the
+setting, never the value. `scrub` removes every form a secret takes in a message.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+import re
+import shlex
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, quote_plus, unquote, urlparse, urlsplit
 
 from .model import XataToConvexError
 
@@ -22,6 +30,39 @@ class ConfigError(XataToConvexError):
 def setting(env: str, flag: str, help: str, **options: Any) -> Any:
     """A Config field and how users set it: its environment variable, its CLI flag and its help."""
     return field(metadata={"env": env, "flag": flag, "help": help}, **options)
+
+
+# Keys and tokens are long random strings; a shorter one is a mistake (a truncated paste, a
+# placeholder), and scrubbing a short string out of messages would mangle them.
+MIN_SECRET_LENGTH = 16
+
+# The Config fields that hold a secret, and those of them without a minimum length (a URL that
+# carries a password is long; the password itself is scrubbed wherever a URL shows it).
+SECRET_FIELDS = ("xata_api_key", "convex_deploy_key", "xata_postgres_url")
+_NO_MINIMUM = frozenset({"xata_postgres_url"})
+
+
+def load_secret(setting: str, value: str | None, *, min_length: int = MIN_SECRET_LENGTH) -> str | None:
+    """A secret as the code may use it: surrounding whitespace stripped, None when empty. Refused,
+    naming `setting` and never the value, when a control character is left inside (a header built
+    from it would be invalid, and libraries echo invalid headers in their errors) or when it is
+    shorter than `min_length`."""
+    if value is None:
+        return None
+    secret = value.strip()
+    if not secret:
+        return None
+    if any(not c.isprintable() for c in secret):
+        raise ConfigError(
+            f"{setting} contains a control character (such as a line break) inside the value; "
+            "store the secret again without it"
+        )
+    if len(secret) < min_length:
+        raise ConfigError(
+            f"{setting} is shorter than {min_length} characters, too short to be a real key; "
+            "check that the whole value was stored"
+        )
+    return secret
 
 
 @dataclass(frozen=True)
@@ -82,11 +123,20 @@ class Config:
             raw = env.get(name) or None
             if raw is None:
                 continue
-            values[f.name] = _parse(name, raw, f.default)
+            values[f.name] = (
+                _load_secret_field(f.name, raw) if f.name in SECRET_FIELDS else _parse(name, raw, f.default)
+            )
         return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> Config:
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        """These settings replacing the current ones (None: keep); secrets pass `load_secret`."""
+        values = {}
+        for name, value in overrides.items():
+            if name in SECRET_FIELDS and value is not None:
+                value = _load_secret_field(name, str(value))
+            if value is not None:
+                values[name] = value
+        return replace(self, **values)
 
     def require(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]
@@ -95,10 +145,15 @@ class Config:
 
     def secrets(self) -> list[str]:
         """Values that must never appear in output (used to scrub error messages)."""
-        return [s for s in (self.xata_api_key, self.convex_deploy_key, self.xata_postgres_url) if s]
+        return secret_values(getattr(self, name) for name in SECRET_FIELDS)
 
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")
+
+
+def _load_secret_field(name: str, raw: str) -> str | None:
+    minimum = 0 if name in _NO_MINIMUM else MIN_SECRET_LENGTH
+    return load_secret(env_name(name), raw, min_length=minimum)
 
 
 def env_name(field_name: str) -> str:
@@ -150,8 +205,53 @@ def load_lambda_config(env: Mapping[str, str] | None = None) -> Config:
     return config.with_overrides(**overrides)
 
 
-def scrub(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+def secret_values(values: Iterable[Any]) -> list[str]:
+    """The strings to scrub for these secret values (None skipped): each value as given and
+    stripped, and a URL's password on its own (decoded)."""
+    out: list[str] = []
+    for value in values:
+        if not value:
+            continue
+        text = str(value)
+        out += [text, text.strip()]
+        try:
+            password = urlsplit(text.strip()).password
+        except ValueError:
+            password = None
+        if password:
+            out += [password, unquote(password)]
+    return out
+
+
+# A password in any URL (`scheme://user:password@host`) or libpq conninfo (`password=…`).
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@", re.IGNORECASE)
+_CONNINFO_PASSWORD = re.compile(r"\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def secret_forms(secret: str) -> set[str]:
+    """The ways a secret can be written into a message: raw, repr- and JSON-escaped, URL-encoded
+    and shell-quoted."""
+    return {
+        secret,
+        repr(secret)[1:-1],
+        ascii(secret)[1:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+        shlex.quote(secret),
+    }
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every form of every secret replaced by `***`, and any URL or conninfo password
+    too. Strings shorter than MIN_SECRET_LENGTH are left alone (they are refused as secrets, and
+    replacing them would mangle the message), except as URL or conninfo passwords."""
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    text = _CONNINFO_PASSWORD.sub(r"\1***", text)
+    given = {v for s in secrets for v in (s, s.strip()) if len(s.strip()) >= MIN_SECRET_LENGTH}
+    forms = {form for secret in given for form in secret_forms(secret)}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
     return text

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .config import Config, ConfigError, env_name, scrub
+from .config import SECRET_FIELDS, Config, ConfigError, env_name, scrub, secret_values
 from .model import XataToConvexError
 
 # Where a URL in an error leads back to: the settings that hold endpoints, most specific first.
@@ -41,20 +41,13 @@ def explain(exc: BaseException, config: Config | None = None) -> str | None:
 
 
 def secrets_of(config: Config | None) -> list[str]:
-    """What must never be shown: the configured keys, the Postgres URL and its password."""
+    """What must never be shown: the configured secrets, the Postgres URL and its password, and the
+    environment's secret settings as given (also one refused at load, such as a key with a line break)."""
     try:
         config = config or Config.from_env()
     except ConfigError:
         config = Config()
-    secrets = list(config.secrets())
-    for name in ("XATA_API_KEY", "CONVEX_DEPLOY_KEY", "XATA_POSTGRES_URL"):
-        if os.environ.get(name):
-            secrets.append(os.environ[name])
-    for url in (config.xata_postgres_url, os.environ.get("XATA_POSTGRES_URL")):
-        password = urlparse(url).password if url else None
-        if password:
-            secrets.append(password)
-    return sorted(set(secrets), key=len, reverse=True)  # a longer secret first: it may hold a shorter one
+    return config.secrets() + secret_values(os.environ.get(env_name(name)) for name in SECRET_FIELDS)
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from . import jobs
-from .config import Config, ConfigError, scrub
+from .config import Config, ConfigError, load_secret, scrub
 from .model import XataToConvexError
 from .snapshot import SnapshotStore, json_bytes
 from .storage import BlobStore, PreconditionFailed
@@ -38,7 +38,6 @@ SIGNATURE_VERSION = "v1"
 MAX_SKEW_SECONDS = 300
 # Covers the worker's 900 s timeout plus a start delay; a crashed worker's lock frees itself after it.
 DEFAULT_LEASE_SECONDS = 1200.0
-MIN_SECRET_LENGTH = 16
 # Run ids become object keys, so they are restricted to characters safe in S3 keys and file names.
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 Mode = Literal["incremental", "full"]
@@ -148,11 +147,10 @@ def load_trigger_secret(env: Mapping[str, str] | None = None) -> str:
         secret = str(parameters.get_secret(arn))
     else:
         secret = env.get("XATA2CONVEX_TRIGGER_SECRET", "")
-    if not secret:
+    loaded = load_secret("XATA2CONVEX_TRIGGER_SECRET", secret)
+    if not loaded:
         raise ConfigError("missing setting: XATA2CONVEX_TRIGGER_SECRET (or XATA2CONVEX_TRIGGER_SECRET_ARN)")
-    if len(secret) < MIN_SECRET_LENGTH:
-        raise ConfigError(f"XATA2CONVEX_TRIGGER_SECRET is shorter than {MIN_SECRET_LENGTH} characters")
-    return secret
+    return loaded
 
 
 # --- run lock and replay guard ---------------------------------------------------------------
