@@ -137,7 +137,7 @@ def test_a_convex_url_without_a_scheme(tmp_path: Path) -> None:
 def test_a_number_setting_that_is_not_a_number(name: str, value: str, tmp_path: Path) -> None:
     env = {
         "XATA_DATABASE_URL": DATABASE_URL,
-        "XATA_API_KEY": "xau_k",
+        "XATA_API_KEY": "xau_placeholder_key_0123",
         "SNAPSHOT_URI": str(tmp_path),
         name: value,
     }
@@ -238,7 +238,7 @@ def test_an_unexpected_error_shows_its_traceback_only_under_verbose(
         raise RuntimeError("something nobody planned for")
 
     monkeypatch.setattr(jobs, "run_export", broken)
-    env = {"XATA_DATABASE_URL": DATABASE_URL, "XATA_API_KEY": "xau_k", "SNAPSHOT_URI": str(tmp_path)}
+    env = {"XATA_DATABASE_URL": DATABASE_URL, "XATA_API_KEY": "xau_placeholder_key_0123", "SNAPSHOT_URI": str(tmp_path)}
     quiet = CliRunner(mix_stderr=False).invoke(main, ["export"], env=env)
     assert quiet.exit_code == 1
     assert quiet.stderr.strip() == (

@@ -187,7 +187,8 @@ def _postgres(exc: BaseException, config: Config | None) -> str | None:
     if not isinstance(exc, psycopg.OperationalError):
         return None
     url = urlparse(config.xata_postgres_url if config and config.xata_postgres_url else "")
-    where = f"{url.hostname}:{url.port or 5432}{url.path}" if url.hostname else "Postgres"
+    host = url.netloc.rpartition("@")[2]  # host[:port] as written, never the password (nor a bad port)
+    where = f"{host if ':' in host else host + ':5432'}{url.path}" if url.hostname else "Postgres"
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     first = lines[0] if lines else type(exc).__name__
     reason = re.split(r"failed: ", first)[-1] if "connection" in first else first
