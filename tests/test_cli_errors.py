@@ -238,7 +238,11 @@ def test_an_unexpected_error_shows_its_traceback_only_under_verbose(
         raise RuntimeError("something nobody planned for")
 
     monkeypatch.setattr(jobs, "run_export", broken)
-    env = {"XATA_DATABASE_URL": DATABASE_URL, "XATA_API_KEY": "xau_placeholder_key_0123", "SNAPSHOT_URI": str(tmp_path)}
+    env = {
+        "XATA_DATABASE_URL": DATABASE_URL,
+        "XATA_API_KEY": "xau_placeholder_key_0123",
+        "SNAPSHOT_URI": str(tmp_path),
+    }
     quiet = CliRunner(mix_stderr=False).invoke(main, ["export"], env=env)
     assert quiet.exit_code == 1
     assert quiet.stderr.strip() == (
