@@ -38,7 +38,12 @@ export const syncRunUpdateFields = {
   trigger: v.optional(v.string()),
 };
 
-export const syncRunFields = { runId: v.string(), ...syncRunUpdateFields };
+export const syncRunFields = {
+  runId: v.string(),
+  ...syncRunUpdateFields,
+  /** Set by the trigger's failure (syncRuns:failPending); the only final status a worker may reopen. */
+  endedByTrigger: v.optional(v.boolean()),
+};
 
 export const syncRunDoc = v.object({
   _id: v.id("syncRuns"),

@@ -4,6 +4,8 @@ import { ConvexError, v } from "convex/values";
 import { type QueryCtx, internalMutation, internalQuery } from "./_generated/server";
 import { syncRunDoc, syncRunMode, syncRunUpdateFields } from "./schema";
 
+const FINAL_STATUSES: ReadonlySet<string> = new Set(["succeeded", "partial", "failed", "rejected"]);
+
 async function find(ctx: QueryCtx, runId: string) {
   return await ctx.db
     .query("syncRuns")
@@ -51,9 +53,19 @@ export const record = internalMutation({
       });
       return (await ctx.db.get("syncRuns", id))!;
     }
+    const reopens = fields.status === "running" || fields.status === "pending";
+    if (reopens && FINAL_STATUSES.has(existing.status) && existing.endedByTrigger !== true) {
+      // A run that ended stays ended: this is a late or replayed report (a signed sink request can
+      // be replayed for 300 s), and it must not turn a finished run back into a running one.
+      console.warn(`syncRuns: run ${runId} is ${existing.status}; a "${fields.status}" report is ignored`);
+      return existing;
+    }
     // The worker started: an error and end time left by a trigger that gave up waiting for the 202
     // no longer describe this run (undefined removes a field in a patch).
-    const restarted = fields.status === "running" ? { error: undefined, finishedAt: undefined } : {};
+    const restarted =
+      fields.status === "running"
+        ? { error: undefined, finishedAt: undefined, endedByTrigger: undefined }
+        : {};
     await ctx.db.patch("syncRuns", existing._id, { ...restarted, ...update });
     return (await ctx.db.get("syncRuns", existing._id))!;
   },
@@ -72,7 +84,7 @@ export const failPending = internalMutation({
   handler: async (ctx, { runId, ...fields }) => {
     const existing = await find(ctx, runId);
     if (existing === null || existing.status !== "pending") return null;
-    await ctx.db.patch("syncRuns", existing._id, { ...fields, updatedAt: Date.now() });
+    await ctx.db.patch("syncRuns", existing._id, { ...fields, endedByTrigger: true, updatedAt: Date.now() });
     return (await ctx.db.get("syncRuns", existing._id))!;
   },
 });

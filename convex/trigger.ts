@@ -15,7 +15,7 @@ import { ConvexError, type Infer, v } from "convex/values";
 import { internal } from "./_generated/api";
 import { internalAction } from "./_generated/server";
 import { syncRunMode, syncRunStatus } from "./schema";
-import { signatureHeaders, toHex } from "./signing";
+import { redact, signatureHeaders, toHex } from "./signing";
 
 const URL_VARIABLE = "XATA2CONVEX_TRIGGER_URL";
 const SECRET_VARIABLE = "XATA2CONVEX_TRIGGER_SECRET";
@@ -128,7 +128,7 @@ function scrub(text: string): string {
   const secrets = [SECRET_VARIABLE, "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
     .map(env)
     .filter((value): value is string => value !== undefined);
-  return secrets.reduce((scrubbed, secret) => scrubbed.split(secret).join("[redacted]"), text);
+  return redact(text, secrets);
 }
 
 export const trigger = internalAction({

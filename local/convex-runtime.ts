@@ -1,7 +1,7 @@
 /**
  * The deployment behind the local Convex server: the project's `convex/` functions running in
  * the official convex-test backend, with schema validation, Convex's transaction limits and
- * the crons component. Knows nothing about HTTP.
+ * the crons component, and its HTTP actions. Knows nothing about serving HTTP.
  */
 import { readdirSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -98,6 +98,11 @@ export class Deployment {
       if (!name.startsWith("_generated/")) functions.set(name, load);
     }
     return new Deployment(t, functions);
+  }
+
+  /** Serve an HTTP request with the project's `convex/http.ts` router, as `https://<name>.convex.site`. */
+  async fetch(pathAndQuery: string, init: RequestInit): Promise<Response> {
+    return await this.t.fetch(pathAndQuery, init);
   }
 
   /**

@@ -2,11 +2,13 @@
  * A local stand-in for a Convex deployment, speaking Convex's HTTP API:
  *   POST /api/query | /api/mutation | /api/action  {"path", "args", "format"?}
  * with `Authorization: Convex <deploy key>` for admin calls (the only way to reach internal
- * functions), and a request log for tests: GET /_local/log, DELETE /_local/log.
+ * functions), and a request log for tests: GET /_local/log, DELETE /_local/log. On a second port,
+ * the site (CONVEX_SITE_URL, `https://<name>.convex.site` in Convex): the project's HTTP actions
+ * (`convex/http.ts`), among them the signed sink.
  *
- * Usage: node --import tsx local/convex-server.ts [--port N] [--host H] [--dir PROJECT]
- * Serves PROJECT/convex (default: the current directory's). The deploy key is
- * $CONVEX_DEPLOY_KEY, or a random one printed once ready.
+ * Usage: node --import tsx local/convex-server.ts [--port N] [--site-port N] [--host H] [--dir PROJECT]
+ * Serves PROJECT/convex (default: the current directory's). The deploy key is $CONVEX_DEPLOY_KEY and
+ * the sink secret $XATA2CONVEX_SINK_SECRET, or random ones printed once ready.
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import http from "node:http";
@@ -32,7 +34,7 @@ const { Deployment: DeploymentClass, FunctionError, canonicalPath } = await impo
 type LogEntry = {
   seq: number;
   path: string;
-  kind: FunctionKind;
+  kind: FunctionKind | "http";
   admin: boolean;
   status: "success" | "error";
   table?: string;
@@ -191,6 +193,50 @@ class LocalConvexServer {
     }
   }
 
+  /** The site: each request goes to the project's HTTP router, one call at a time like the API. */
+  siteListener(): http.RequestListener {
+    return (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (chunk: Buffer) => chunks.push(chunk));
+      req.on("end", () => {
+        const headers = new Headers();
+        for (const [name, value] of Object.entries(req.headers)) {
+          if (typeof value === "string") headers.set(name, value);
+        }
+        const method = req.method ?? "GET";
+        const body = method === "GET" || method === "HEAD" ? undefined : Buffer.concat(chunks);
+        const url = new URL(req.url ?? "/", "http://localhost");
+        const entry: LogEntry = {
+          seq: ++this.seq,
+          path: `http:${url.pathname}`,
+          kind: "http",
+          admin: false,
+          status: "success",
+        };
+        this.log.push(entry);
+        const run = this.queue.then(() =>
+          this.deployment.fetch(`${url.pathname}${url.search}`, { method, headers, body }),
+        );
+        this.queue = run.catch(() => undefined);
+        void run
+          .then(async (response) => {
+            if (!response.ok) entry.status = "error";
+            const answerHeaders: Record<string, string> = {};
+            response.headers.forEach((value, name) => {
+              answerHeaders[name] = value;
+            });
+            res.writeHead(response.status, answerHeaders);
+            res.end(Buffer.from(await response.arrayBuffer()));
+          })
+          .catch((error: unknown) => {
+            entry.status = "error";
+            res.writeHead(500, { "Content-Type": "text/plain" });
+            res.end(`local convex: the HTTP action failed: ${String(error)}`);
+          });
+      });
+    };
+  }
+
   listener(): http.RequestListener {
     return (req, res) => {
       const chunks: Buffer[] = [];
@@ -236,10 +282,18 @@ class LocalConvexServer {
   }
 }
 
+const listening = (server: http.Server, port: number, host: string): Promise<number> =>
+  new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
+  });
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       port: { type: "string", default: "3290" },
+      // Default: the next port (3291), any free one with --port 0.
+      "site-port": { type: "string" },
       host: { type: "string", default: "127.0.0.1" },
       dir: { type: "string", default: process.cwd() },
     },
@@ -248,14 +302,23 @@ async function main(): Promise<void> {
   const deployKey = generatedKey
     ? `local:xata2convex|${randomBytes(24).toString("hex")}`
     : process.env.CONVEX_DEPLOY_KEY!;
+  const generatedSecret = !process.env.XATA2CONVEX_SINK_SECRET?.trim();
+  // The functions read it from the environment, as in a Convex deployment.
+  if (generatedSecret) process.env.XATA2CONVEX_SINK_SECRET = randomBytes(32).toString("hex");
   const deployment = await DeploymentClass.load(values.dir);
-  const server = http.createServer(new LocalConvexServer(deployment, deployKey).listener());
-  server.listen(Number(values.port), values.host, () => {
-    const { port } = server.address() as AddressInfo;
-    const lines = [`CONVEX_URL=http://${values.host}:${port}`];
-    if (generatedKey) lines.push(`CONVEX_DEPLOY_KEY=${deployKey}`);
-    process.stdout.write(`${lines.join("\n")}\nlocal convex ready\n`);
-  });
+  const convex = new LocalConvexServer(deployment, deployKey);
+  const port = Number(values.port);
+  const sitePort =
+    values["site-port"] === undefined ? (port === 0 ? 0 : port + 1) : Number(values["site-port"]);
+  const apiPort = await listening(http.createServer(convex.listener()), port, values.host);
+  const siteBound = await listening(http.createServer(convex.siteListener()), sitePort, values.host);
+  const lines = [
+    `CONVEX_URL=http://${values.host}:${apiPort}`,
+    `CONVEX_SITE_URL=http://${values.host}:${siteBound}`,
+  ];
+  if (generatedKey) lines.push(`CONVEX_DEPLOY_KEY=${deployKey}`);
+  if (generatedSecret) lines.push(`XATA2CONVEX_SINK_SECRET=${process.env.XATA2CONVEX_SINK_SECRET}`);
+  process.stdout.write(`${lines.join("\n")}\nlocal convex ready\n`);
   // A failed scheduled function must not take the whole deployment down.
   process.on("unhandledRejection", (reason) => console.error("local convex: unhandled rejection:", reason));
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(0));

@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner, Result
 
 from tests.fixtures.xata import XataStandInFactory
 from tests.test_sync import seed_schema
 from xata2convex.cli import main
+from xata2convex.signing import signed_headers
 from xata2convex_local.convex_server import LocalConvex, project_for_schema
 from xata2convex_local.seedgen import write_bench_seed
 
@@ -84,7 +86,8 @@ def test_errors_name_the_missing_setting_and_never_print_keys(env: dict[str, str
     as_json = CliRunner().invoke(main, ["sync", "--json"], env=env)
     assert as_json.exit_code == 1  # the JSON object comes first; the runner also shows stderr after it
     assert json.loads(as_json.output.splitlines()[0]) == {
-        "error": "missing setting(s): CONVEX_URL, CONVEX_DEPLOY_KEY"
+        "error": "missing setting(s): CONVEX_SITE_URL and XATA2CONVEX_SINK_SECRET (the signed sink), "
+        "or CONVEX_URL and CONVEX_DEPLOY_KEY (a deploy key)"
     }
 
 
@@ -136,10 +139,19 @@ def test_local_commands_print_shell_safe_settings(xata_seed_dir: Path) -> None:
         xata.send_signal(signal.SIGINT)
         assert xata.wait(timeout=30) == 0
     key = "local:xata2convex|with a space & $dollar"
-    convex, convex_settings = _first_lines([CLI, "local", "convex", "--port", "0", "--deploy-key", key], 2)
+    convex, convex_settings = _first_lines([CLI, "local", "convex", "--port", "0", "--deploy-key", key], 4)
     try:
         assert convex_settings["CONVEX_URL"].startswith("http://127.0.0.1:")
         assert convex_settings["CONVEX_DEPLOY_KEY"] == key  # survived `export` intact
+        site = convex_settings["CONVEX_SITE_URL"]
+        assert site.startswith("http://127.0.0.1:") and site != convex_settings["CONVEX_URL"]
+        secret = convex_settings["XATA2CONVEX_SINK_SECRET"]
+        assert len(secret) >= 32
+        body = b'{"op": "schemaInfo", "args": {}}'
+        answer = requests.post(
+            f"{site}/xata2convex/sink", data=body, headers=signed_headers(secret, body), timeout=30
+        )
+        assert answer.status_code == 200 and answer.json()["status"] == "success"
     finally:
         convex.send_signal(signal.SIGINT)
         convex.wait(timeout=30)

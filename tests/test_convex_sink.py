@@ -1,23 +1,31 @@
-"""The Convex HTTP client's error handling, against a scripted HTTP server on a local socket."""
+"""The two Convex transports: error handling against a scripted HTTP server on a local socket, and the
+signed sink HTTP action on the local Convex."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import requests
 
+from xata2convex import jobs, trigger
 from xata2convex.convex_sink import (
+    SINK_PATH,
     BatchLimitReached,
     ConvexError,
     ConvexHttp,
+    ConvexSinkAction,
     ConvexUnavailable,
     MirrorWriter,
     PushStats,
 )
+from xata2convex.signing import signed_headers
+from xata2convex_local.convex_server import LocalConvex
 
 
 class Scripted:
@@ -30,8 +38,11 @@ class Scripted:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.requests.append({"path": self.path, "auth": self.headers["Authorization"], **body})
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                owner.requests.append(
+                    {"path": self.path, "auth": self.headers["Authorization"], "headers": dict(self.headers),
+                     "raw": raw, **json.loads(raw)}
+                )  # fmt: skip
                 status, answer = owner.answers.pop(0)
                 data = json.dumps(answer).encode()
                 self.send_response(status)
@@ -68,7 +79,7 @@ def test_transient_errors_are_retried_then_succeed(scripted: Any) -> None:
     server = scripted([(503, {}), (429, {}), (200, {"status": "success", "value": 7})])
     assert client(server.url).mutation("mirror:deleteBatch", {"table": "t", "xataIds": []}) == 7
     assert len(server.requests) == 3
-    assert server.requests[0] == {
+    assert {k: v for k, v in server.requests[0].items() if k not in ("headers", "raw")} == {
         "path": "mirror:deleteBatch", "auth": "Convex prod:secret-deploy-key",
         "args": {"table": "t", "xataIds": []}, "format": "json",
     }  # fmt: skip
@@ -174,3 +185,97 @@ def test_listing_bounds_each_page_by_bytes(scripted: Any) -> None:
         {"numItems": 50, "cursor": None, "maximumBytesRead": 1234},
         {"numItems": 50, "cursor": "c1", "maximumBytesRead": 1234},
     ]
+
+
+# --- the signed sink HTTP action, on the local Convex ------------------------------------------------
+
+
+def sink_post(convex: LocalConvex, body: bytes, headers: dict[str, str]) -> requests.Response:
+    return requests.post(
+        f"{convex.site_url}{SINK_PATH}",
+        data=body,
+        headers={"content-type": "application/json", **headers},
+        timeout=30,
+    )
+
+
+def sink_body(op: str, args: dict[str, Any]) -> bytes:
+    return json.dumps({"op": op, "args": args}).encode()
+
+
+@pytest.mark.parametrize("case", ["unsigned", "wrong secret", "stale", "future", "tampered"])
+def test_badly_signed_sink_requests_get_401_and_write_nothing(local_convex: LocalConvex, case: str) -> None:
+    body = sink_body("recordRun", {"runId": f"sink-401-{case}", "status": "running"})
+    secret = local_convex.sink_secret
+    now = time.time()
+    headers = {
+        "unsigned": {},
+        "wrong secret": signed_headers("another-secret-of-some-length", body),
+        "stale": signed_headers(secret, body, now - 301),
+        "future": signed_headers(secret, body, now + 301),
+        "tampered": signed_headers(secret, body.replace(b"running", b"failed")),
+    }[case]
+    answer = sink_post(local_convex, body, headers)
+    assert answer.status_code == 401 and answer.json()["code"] == "Unauthorized"
+    assert secret not in answer.text
+    deploy_key = ConvexHttp(local_convex.url, local_convex.deploy_key)
+    assert deploy_key.query("syncRuns:get", {"runId": f"sink-401-{case}"}) is None
+
+
+def test_signed_requests_for_an_unknown_op_or_a_table_outside_the_mirror_get_4xx(
+    local_convex: LocalConvex,
+) -> None:
+    secret = local_convex.sink_secret
+    for body in (sink_body("syncRuns:create", {}), sink_body("create", {"runId": "x"}), b"{"):
+        answer = sink_post(local_convex, body, signed_headers(secret, body))
+        assert answer.status_code == 400 and answer.json()["code"] == "BadRequest", body
+    sink = ConvexSinkAction(local_convex.site_url, secret, max_attempts=3, sleep=lambda _: None)
+    local_convex.reset_log()
+    for op, args in [
+        ("deleteBatch", {"table": "syncRuns", "xataIds": ["x"]}),
+        ("upsertBatch", {"table": "syncSchedule", "documents": [{"xata_id": "x"}]}),
+    ]:
+        with pytest.raises(
+            ConvexError, match=f"Table '{args['table']}' is not a mirrored Xata table"
+        ) as error:
+            sink.call(op, args)  # type: ignore[arg-type]
+        assert secret not in str(error.value)
+    assert len(local_convex.request_log()) == 2  # refusals are not retried
+
+
+def test_both_transports_answer_the_same(local_convex: LocalConvex) -> None:
+    """The deploy key's HTTP API and the signed sink run the same functions and answer the same values."""
+    deploy_key = ConvexHttp(local_convex.url, local_convex.deploy_key)
+    sink = ConvexSinkAction(local_convex.site_url, local_convex.sink_secret)
+    info = deploy_key.call("schemaInfo", {})
+    assert sink.call("schemaInfo", {}) == info
+    table = sorted(info["tables"])[0]
+    gone = {"table": table, "xataIds": ["sink-parity-never-there"]}
+    assert sink.call("deleteBatch", gone) == deploy_key.call("deleteBatch", gone)
+    options = {"numItems": 5, "cursor": None}
+    pages = [t.call("listPage", {"table": table, "paginationOpts": options}) for t in (deploy_key, sink)]
+    assert pages[0]["page"] == pages[1]["page"] and pages[0]["isDone"] == pages[1]["isDone"]
+    jobs.record_run(sink, {"runId": "sink-parity-1", "status": "running", "mode": "full"}, "cli")
+    jobs.record_run(sink, {"runId": "sink-parity-1", "status": "succeeded"})
+    jobs.record_run(sink, {"runId": "sink-parity-1", "status": "running"})  # late: ignored
+    run = deploy_key.query("syncRuns:get", {"runId": "sink-parity-1"})
+    assert (run["status"], run["mode"], run["trigger"]) == ("succeeded", "full", "cli")
+
+
+def test_the_sink_transport_retries_like_the_api_and_signs_each_attempt_afresh(scripted: Any) -> None:
+    secret = "sink-secret-for-the-scripted-server"
+    server = scripted([(503, {"code": "Overloaded", "message": "busy"}), success(processed=1, deleted=1)])
+    sink = ConvexSinkAction(server.url, secret, max_attempts=3, sleep=lambda _: None)
+    assert sink.call("deleteBatch", {"table": "t", "xataIds": ["a"]}) == {"processed": 1, "deleted": 1}
+    assert [r["path"] for r in server.requests] == [SINK_PATH, SINK_PATH]
+    for request in server.requests:
+        assert request["auth"] is None  # no deploy key
+        assert (request["op"], request["args"]) == ("deleteBatch", {"table": "t", "xataIds": ["a"]})
+        trigger.verify_signature(secret, request["headers"], request["raw"])
+    gave_up = ConvexSinkAction(scripted([(502, {"message": "bad gateway"})] * 2).url, secret, max_attempts=2,
+                               sleep=lambda _: None)  # fmt: skip
+    with pytest.raises(
+        ConvexUnavailable, match=r"gave up after 2 attempts \(HTTP 502: bad gateway\)"
+    ) as error:
+        gave_up.call("schemaInfo", {})
+    assert secret not in str(error.value) and secret not in repr(gave_up)

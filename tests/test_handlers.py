@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,10 +29,14 @@ from tests.fixtures.trigger import (
     worker_invocation,
 )
 from tests.fixtures.xata import XataStandInFactory
-from xata2convex import trigger
+from tests.test_sync import seed_schema
+from xata2convex import jobs, trigger
+from xata2convex.config import Config
 from xata2convex.snapshot import SnapshotStore
 from xata2convex.storage import LocalBlobStore, open_blob_store
-from xata2convex_local.convex_server import LocalConvex
+from xata2convex.xata_source import parse_database_url
+from xata2convex_local.convex_server import LocalConvex, project_for_schema
+from xata2convex_local.seedgen import write_bench_seed
 from xata2convex_local.trigger_server import LocalLambdaContext, TriggerServer, load_handler_module
 
 REPO = Path(__file__).resolve().parents[1]
@@ -305,57 +310,80 @@ def test_the_sample_trigger_event_is_signed_and_answers_401_once_stale(
     }
 
 
-def test_the_aws_path_end_to_end_secrets_manager_s3_xata_and_convex(
-    xata_env: Path,
+@pytest.fixture
+def sink_convex(xata_standin: XataStandInFactory, tmp_path: Path) -> Iterator[tuple[LocalConvex, Path]]:
+    """A local Convex mirroring a generated seed whose every value Convex can store (so `verify` can
+    say equal), and that seed."""
+    seed = tmp_path / "seed"
+    write_bench_seed(seed, records=120, tables=2)
+    with project_for_schema(seed_schema(seed)) as project, LocalConvex(project) as convex:
+        yield convex, seed
+
+
+def test_the_aws_path_end_to_end_with_no_deploy_key_only_the_signed_sink(
+    xata_standin: XataStandInFactory,
+    sink_convex: tuple[LocalConvex, Path],
     s3_bucket: str,
-    fresh_local_convex: LocalConvex,
     monkeypatch: pytest.MonkeyPatch,
-    log_records: list[str],
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    """Keys only in Secrets Manager, snapshots in S3: export, then the worker event runs a real sync."""
+    """As deployed: keys only in Secrets Manager, snapshots in S3, and no Convex deploy key anywhere in the
+    handlers' environment. The worker and sync handlers write through the sink HTTP action; `verify`, with
+    the deploy key as the CLI has it, finds the mirror equal to the snapshot."""
+    convex, seed = sink_convex
+    xata = xata_standin(seed).settings()
     secrets = boto3.client("secretsmanager")
-    xata_key = os.environ["XATA_API_KEY"]
-    monkeypatch.delenv("XATA_API_KEY")
-    monkeypatch.delenv("CONVEX_DEPLOY_KEY", raising=False)
     suffix = s3_bucket[-8:]
+    uri = f"s3://{s3_bucket}/xata2convex"
+    for name in [n for n in os.environ if n.startswith(("CONVEX_", "XATA", "SNAPSHOT_URI"))]:
+        monkeypatch.delenv(name)
+    for name, value in xata.items():
+        if name != "XATA_API_KEY":
+            monkeypatch.setenv(name, value)
     monkeypatch.setenv(
         "XATA_API_KEY_SECRET_ARN",
         # Stored with line endings, as a copy-paste into the console easily does: ignored on load.
-        secrets.create_secret(Name=f"xata-{suffix}", SecretString=xata_key + "\r\n")["ARN"],
+        secrets.create_secret(Name=f"xata-{suffix}", SecretString=xata["XATA_API_KEY"] + "\r\n")["ARN"],
     )
-    monkeypatch.setenv(
-        "CONVEX_DEPLOY_KEY_SECRET_ARN",
-        secrets.create_secret(Name=f"convex-{suffix}", SecretString=fresh_local_convex.deploy_key + "\n")[
-            "ARN"
-        ],
-    )
-    monkeypatch.setenv("CONVEX_URL", fresh_local_convex.url)
-    uri = f"s3://{s3_bucket}/xata2convex"
+    # As the stack generates it, here with a pasted newline, which is ignored on load.
+    sink_arn = secrets.create_secret(Name=f"sink-{suffix}", SecretString=f"{convex.sink_secret}\n")["ARN"]
+    monkeypatch.setenv("XATA2CONVEX_SINK_SECRET_ARN", sink_arn)
+    monkeypatch.setenv("CONVEX_SITE_URL", convex.site_url)
     monkeypatch.setenv("SNAPSHOT_URI", uri)
-    store = SnapshotStore(open_blob_store(uri), "sample", "main")
+    assert not [n for n in os.environ if "DEPLOY_KEY" in n or n == "CONVEX_URL"]
+    assert not [n for n, v in os.environ.items() if convex.deploy_key in v or convex.sink_secret in v]
+    store = SnapshotStore(open_blob_store(uri), *parse_database_url(xata["XATA_DATABASE_URL"]))
 
-    worker_event = event_file("sync_worker.json")
-    run_id = worker_event["runId"]
-    trigger.RunLock.for_store(store).acquire(run_id)
-    report = invoke("sync_worker", worker_event)
-    # The sample seed holds integers past 2^53 that Convex cannot store: those records make it "partial".
-    assert report["status"] == "partial" and report["runId"] == run_id
-    assert trigger.RunLock.for_store(store).holder() is None
-    doc = sync_run(fresh_local_convex, run_id)
-    assert doc["status"] == "partial" and doc["snapshotId"] == report["snapshotId"]
-    manifest = store.read_manifest(report["snapshotId"])
-    refused = {name: t.get("rejected", 0) for name, t in report["tables"].items()}
-    assert {t["table"]: t["added"] + refused[t["table"]] for t in doc["tables"]} == {
-        t.name: t.rows for t in manifest.tables
+    trigger.RunLock.for_store(store).acquire("sink-run-1")
+    report = invoke("sync_worker", {"runId": "sink-run-1", "mode": "incremental"})
+    assert report["status"] == "succeeded" and report["runId"] == "sink-run-1"
+    assert {name: t["added"] for name, t in report["tables"].items()} == {
+        t.name: t.rows for t in store.read_manifest(report["snapshotId"]).tables
     }
-    assert store.read_run_report(run_id) == report
+    resync = invoke("sync_convex", {"full": True})  # reconciles by listing every mirror table
+    assert resync["status"] == "succeeded"
+    assert all(t["added"] == t["changed"] == t["deleted"] == 0 for t in resync["tables"].values())
 
-    # The same event again: the lock was released, so a duplicate delivery does nothing.
-    assert invoke("sync_worker", worker_event)["status"] == "rejected"
+    # Everything the handlers sent went through the signed sink, none through the deploy key's API.
+    calls = convex.request_log()
+    assert calls and {c["path"] for c in calls} == {"http:/xata2convex/sink"}
+    assert all(c["status"] == "success" for c in calls)
+    run = sync_run(convex, "sink-run-1")
+    assert run["status"] == "succeeded" and run["snapshotId"] == report["snapshotId"]
+
+    config = Config(
+        snapshot_uri=uri,
+        xata_database_url=xata["XATA_DATABASE_URL"],
+        convex_url=convex.url,
+        convex_deploy_key=convex.deploy_key,
+    )
+    verified = jobs.verify(config)
+    assert verified["equal"] and verified["snapshotId"] == resync["snapshotId"]
+
     out = capfd.readouterr()
-    everything = "\n".join([*log_records, out.out, out.err])
-    assert xata_key not in everything and fresh_local_convex.deploy_key not in everything
+    everything = "\n".join([out.out, out.err, json.dumps([report, resync, verified])])
+    for secret in (xata["XATA_API_KEY"], convex.deploy_key, convex.sink_secret):
+        assert secret not in everything
 
 
 def test_a_failed_worker_run_fails_the_invocation_with_the_scrubbed_error(

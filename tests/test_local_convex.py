@@ -7,6 +7,7 @@ import base64
 import math
 import os
 import queue
+import shlex
 import shutil
 import struct
 import subprocess
@@ -432,7 +433,7 @@ def test_the_local_convex_command_prints_the_settings_with_the_given_key() -> No
     try:
         lines = _read_lines(process, 2)
         assert lines[0].startswith("CONVEX_URL=http://127.0.0.1:")
-        assert lines[1] == "CONVEX_DEPLOY_KEY=local:cli|key"
+        assert lines[1] == "CONVEX_DEPLOY_KEY='local:cli|key'"  # shell-safe
         url = lines[0].removeprefix("CONVEX_URL=")
         assert _schema_info_answer(url, "local:cli|key") == (200, "success")
     finally:
@@ -449,8 +450,8 @@ def test_the_local_convex_command_never_prints_the_deploy_key_from_the_environme
     try:
         lines = _read_lines(process, 2)
         url = lines[0].removeprefix("CONVEX_URL=")
-        assert lines[1].startswith("CONVEX_DEPLOY_KEY=local:")
-        generated = lines[1].removeprefix("CONVEX_DEPLOY_KEY=")
+        assert lines[1].startswith("CONVEX_DEPLOY_KEY='local:")
+        generated = shlex.split(lines[1])[0].removeprefix("CONVEX_DEPLOY_KEY=")
         assert len(generated) > len("local:") + 16
         assert _schema_info_answer(url, generated) == (200, "success")
         assert _schema_info_answer(url, real_key) == (401, "BadAdminKey")

@@ -125,10 +125,10 @@ def test_each_function_reads_only_the_secrets_it_needs_and_the_trigger_invokes_o
     secrets = "secretsmanager:GetSecretValue"
     assert grants(resources, "TriggerRole", secrets) == [{"Ref": "TriggerSigningSecret"}]
     assert grants(resources, "ExportSnapshotRole", secrets) == [{"Ref": source_secret}]
-    assert grants(resources, "SyncConvexRole", secrets) == [{"Ref": "ConvexDeployKeySecret"}]
+    assert grants(resources, "SyncConvexRole", secrets) == [{"Ref": "SinkSigningSecret"}]
     assert grants(resources, "SyncWorkerRole", secrets) == [
         {"Ref": source_secret},
-        {"Ref": "ConvexDeployKeySecret"},
+        {"Ref": "SinkSigningSecret"},
     ]
     assert grants(resources, "TriggerRole", "lambda:InvokeFunction") == [
         {"Fn::GetAtt": ["SyncWorkerFunction", "Arn"]}
@@ -158,6 +158,37 @@ def test_every_secret_a_function_is_told_about_exists_and_its_role_may_read_it(s
         role = function["Properties"]["Role"]["Fn::GetAtt"][0]
         readable = grants(resources, role, "secretsmanager:GetSecretValue")
         assert sorted(r["Ref"] for r in readable) == sorted(named.values()), name
+
+
+def mentions(value: Any, needle: str) -> bool:
+    """Whether any name, reference or text inside a template value contains `needle` (case-insensitive)."""
+    if isinstance(value, dict):
+        return any(mentions(k, needle) or mentions(v, needle) for k, v in value.items())
+    if isinstance(value, list):
+        return any(mentions(item, needle) for item in value)
+    return needle.lower() in str(value).lower().replace("-", "_")
+
+
+@pytest.mark.parametrize("source_kind", SOURCE_KINDS)
+def test_no_function_environment_or_role_references_a_convex_deploy_key(source_kind: str) -> None:
+    """The Lambdas reach Convex only through the signed sink: no deploy key is in the stack at all."""
+    resources = deployed(source_kind)
+    assert not mentions(TEMPLATE, "deploy_key") and not mentions(TEMPLATE, "DeployKey")
+    for name, function in of_type("AWS::Serverless::Function").items():
+        variables = resources[name]["Properties"]["Environment"]["Variables"]
+        assert not mentions(variables, "deploy_key"), name
+        assert "CONVEX_URL" not in variables, name  # the HTTP API, which only a deploy key opens
+        role = resources[function["Properties"]["Role"]["Fn::GetAtt"][0]]
+        assert not mentions(role, "deploy_key") and not mentions(role, "DeployKey"), name
+    globals_ = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert not mentions(globals_, "deploy_key") and "CONVEX_URL" not in globals_
+    for name in ("SyncConvexFunction", "SyncWorkerFunction"):
+        variables = resources[name]["Properties"]["Environment"]["Variables"]
+        assert variables["XATA2CONVEX_SINK_SECRET_ARN"] == {"Ref": "SinkSigningSecret"}, name
+        assert variables["CONVEX_SITE_URL"] == {"Ref": "ConvexSiteUrl"}, name
+    for name in ("ExportSnapshotFunction", "TriggerFunction"):
+        variables = resources[name]["Properties"]["Environment"]["Variables"]
+        assert not {"XATA2CONVEX_SINK_SECRET_ARN", "CONVEX_SITE_URL"} & set(variables), name
 
 
 def test_the_postgres_source_is_a_choice_whose_secret_the_user_sets() -> None:
@@ -450,9 +481,10 @@ def test_functions_layer_and_log_groups_fit_together() -> None:
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
     secrets = of_type("AWS::SecretsManager::Secret")
     assert set(secrets) == {
-        "XataApiKeySecret", "ConvexDeployKeySecret", "TriggerSigningSecret", "XataPostgresUrlSecret"
+        "XataApiKeySecret", "SinkSigningSecret", "TriggerSigningSecret", "XataPostgresUrlSecret"
     }  # fmt: skip
-    assert secrets["TriggerSigningSecret"]["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
+    for generated in ("TriggerSigningSecret", "SinkSigningSecret"):
+        assert secrets[generated]["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
 
 
 def test_samconfig_deploys_this_template_with_iam_capability() -> None:
@@ -463,5 +495,5 @@ def test_samconfig_deploys_this_template_with_iam_capability() -> None:
     assert config["default"]["global"]["parameters"]["region"]
     assert "region" not in deploy
     overrides = deploy["parameter_overrides"]
-    for parameter in ("XataDatabaseUrl", "ConvexUrl", "SourceKind"):
+    for parameter in ("XataDatabaseUrl", "ConvexSiteUrl", "SourceKind"):
         assert parameter in overrides and parameter in TEMPLATE["Parameters"]

@@ -13,6 +13,7 @@ import type {
   FilterApi,
   FunctionReference,
 } from "convex/server";
+import type * as http from "../http.js";
 import type * as init from "../init.js";
 import type * as mirror from "../mirror.js";
 import type * as schedule from "../schedule.js";
@@ -30,6 +31,7 @@ import type * as xataTables from "../xataTables.js";
  * ```
  */
 declare const fullApi: ApiFromModules<{
+  http: typeof http;
   init: typeof init;
   mirror: typeof mirror;
   schedule: typeof schedule;

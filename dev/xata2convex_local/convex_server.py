@@ -58,8 +58,9 @@ def _first_existing(relative: Path, *roots: Path) -> Path:
 class LocalConvex:
     """A local Convex deployment for `project_dir/convex` (default: the current directory's).
 
-    `port=0` picks a free port. The deploy key is `local:` plus random characters unless given (it is
-    never taken from the environment). Use as a context manager, or call `start()` and `stop()`.
+    `port=0` picks a free port (for the API and the site). The deploy key is `local:` plus random
+    characters and the sink secret random hex, unless given (neither is taken from the environment).
+    Use as a context manager, or call `start()` and `stop()`.
     """
 
     def __init__(
@@ -69,12 +70,15 @@ class LocalConvex:
         port: int = 0,
         host: str = "127.0.0.1",
         deploy_key: str | None = None,
+        sink_secret: str | None = None,
         startup_timeout: float = STARTUP_TIMEOUT_S,
     ) -> None:
         self.project_dir = (project_dir or Path.cwd()).resolve()
         self.port = port
         self.host = host
         self._deploy_key = deploy_key or f"local:xata2convex|{secrets.token_hex(24)}"
+        self._sink_secret = sink_secret or secrets.token_hex(32)
+        self._site_url: str | None = None
         self.startup_timeout = startup_timeout
         self._process: subprocess.Popen[str] | None = None
         self._url: str | None = None
@@ -90,12 +94,27 @@ class LocalConvex:
         return self._url
 
     @property
+    def site_url(self) -> str:
+        """Where the HTTP actions are served (CONVEX_SITE_URL)."""
+        if self._site_url is None:
+            raise LocalConvexError("local Convex is not running")
+        return self._site_url
+
+    @property
     def deploy_key(self) -> str:
         return self._deploy_key
 
+    @property
+    def sink_secret(self) -> str:
+        return self._sink_secret
+
     def settings(self) -> dict[str, str]:
-        """The environment the sync needs to talk to this deployment."""
+        """The environment the CLI needs to talk to this deployment with the deploy key."""
         return {"CONVEX_URL": self.url, "CONVEX_DEPLOY_KEY": self.deploy_key}
+
+    def sink_settings(self) -> dict[str, str]:
+        """The environment the Lambdas use instead: the signed sink HTTP action, no deploy key."""
+        return {"CONVEX_SITE_URL": self.site_url, "XATA2CONVEX_SINK_SECRET": self.sink_secret}
 
     def _command(self) -> list[str]:
         node = shutil.which("node")
@@ -121,7 +140,11 @@ class LocalConvex:
             return self
         if not (self.project_dir / "convex").is_dir():
             raise LocalConvexError(f"no convex/ folder in {self.project_dir}")
-        env = {**os.environ, "CONVEX_DEPLOY_KEY": self._deploy_key}
+        env = {
+            **os.environ,
+            "CONVEX_DEPLOY_KEY": self._deploy_key,
+            "XATA2CONVEX_SINK_SECRET": self._sink_secret,
+        }
         process = subprocess.Popen(
             self._command(),
             cwd=self.project_dir,
@@ -138,14 +161,15 @@ class LocalConvex:
         _pump(process.stdout, lines.put, on_close=lambda: lines.put(None))
         _pump(process.stderr, self._on_stderr)
         try:
-            self._url = self._wait_ready(lines)
+            self._url, self._site_url = self._wait_ready(lines)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_ready(self, lines: queue.Queue[str | None]) -> str:
+    def _wait_ready(self, lines: queue.Queue[str | None]) -> tuple[str, str]:
         url: str | None = None
+        site_url: str | None = None
         while True:
             try:
                 line = lines.get(timeout=self.startup_timeout)
@@ -158,8 +182,10 @@ class LocalConvex:
             line = line.strip()
             if line.startswith("CONVEX_URL="):
                 url = line.removeprefix("CONVEX_URL=")
-            elif line == READY_LINE and url is not None:
-                return url
+            elif line.startswith("CONVEX_SITE_URL="):
+                site_url = line.removeprefix("CONVEX_SITE_URL=")
+            elif line == READY_LINE and url is not None and site_url is not None:
+                return url, site_url
 
     def _on_stderr(self, line: str) -> None:
         self._stderr.append(line)
@@ -172,7 +198,7 @@ class LocalConvex:
 
     def stop(self) -> None:
         """End the Node process (its scheduled-function timers would keep it alive forever)."""
-        process, self._process, self._url = self._process, None, None
+        process, self._process, self._url, self._site_url = self._process, None, None, None
         if process is None:
             return
         if process.poll() is None:
@@ -247,7 +273,8 @@ def convex_command(port: int, host: str, deploy_key: str | None) -> None:
     except LocalConvexError as exc:
         raise click.ClickException(str(exc)) from exc
     with convex:
-        if not serve_until_stopped(stopped, convex.settings(), alive=convex.is_running):
+        settings = {**convex.settings(), **convex.sink_settings()}
+        if not serve_until_stopped(stopped, settings, alive=convex.is_running):
             raise click.ClickException("local Convex exited")
 
 

@@ -89,7 +89,7 @@ describe("syncRuns", () => {
   test("a run moving to running drops the error and end time a timed-out trigger left", async () => {
     const t = newBackend();
     await t.mutation(internal.syncRuns.create, { runId: "late", mode: "incremental", startedAt: 1000 });
-    await t.mutation(internal.syncRuns.record, {
+    await t.mutation(internal.syncRuns.failPending, {
       runId: "late",
       status: "failed",
       error: "the Function URL did not answer within 30 s",
@@ -99,6 +99,7 @@ describe("syncRuns", () => {
     expect(running).toMatchObject({ status: "running", startedAt: 1000 });
     expect(running).not.toHaveProperty("error");
     expect(running).not.toHaveProperty("finishedAt");
+    expect(running).not.toHaveProperty("endedByTrigger");
     const done = await t.mutation(internal.syncRuns.record, {
       runId: "late",
       status: "succeeded",
@@ -114,6 +115,30 @@ describe("syncRuns", () => {
       error: "boom",
     });
   });
+
+  test.each(["succeeded", "partial", "failed", "rejected"] as const)(
+    "a late or replayed running report never reopens a %s run",
+    async (status) => {
+      const t = newBackend();
+      await t.mutation(internal.syncRuns.record, { runId: "ended", status: "running", startedAt: 1000 });
+      const ended = await t.mutation(internal.syncRuns.record, {
+        runId: "ended",
+        status,
+        ...(status === "failed" ? { error: "boom" } : {}),
+        finishedAt: 9000,
+      });
+      for (const replayed of ["running", "pending"] as const) {
+        expect(await t.mutation(internal.syncRuns.record, { runId: "ended", status: replayed })).toEqual(
+          ended,
+        );
+      }
+      expect(await t.query(internal.syncRuns.get, { runId: "ended" })).toEqual(ended);
+      // Another final report still lands (e.g. a takeover marking the run failed).
+      expect(
+        await t.mutation(internal.syncRuns.record, { runId: "ended", status: "failed", error: "taken over" }),
+      ).toMatchObject({ status: "failed", error: "taken over" });
+    },
+  );
 
   test("a trigger's failure never overwrites a run the worker already reports on", async () => {
     const t = newBackend();

@@ -63,7 +63,7 @@ SOURCE = (
     "requests_per_second",
 )
 STORE = ("xata_postgres_url", "xata_database_url", "snapshot_uri")
-CONVEX = ("convex_url", "convex_deploy_key")
+CONVEX = ("convex_url", "convex_deploy_key", "convex_site_url", "sink_secret")
 EXPORT = (*SOURCE, "snapshot_uri", "concurrency")
 
 

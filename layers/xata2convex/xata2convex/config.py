@@ -1,7 +1,9 @@
 """Settings from the environment; the CLI's flags override them.
 
-In Lambda the keys come from Secrets Manager: `XATA_API_KEY_SECRET_ARN` and
-`CONVEX_DEPLOY_KEY_SECRET_ARN` name the secrets, never plain environment values.
+Two ways into Convex: `CONVEX_URL` + `CONVEX_DEPLOY_KEY` (Convex's HTTP API, the CLI's way) and
+`CONVEX_SITE_URL` + `XATA2CONVEX_SINK_SECRET` (the signed sink HTTP action, the Lambdas' way: no deploy
+key). In Lambda the secrets come from Secrets Manager: `XATA_API_KEY_SECRET_ARN`,
+`XATA_POSTGRES_URL_SECRET_ARN` and `XATA2CONVEX_SINK_SECRET_ARN` name them, never plain environment values.
 
 Every secret, wherever it comes from (environment, flag, Secrets Manager), passes `load_secret`:
 surrounding whitespace is dropped (a key stored with a trailing newline works), and a value with a
@@ -38,7 +40,7 @@ MIN_SECRET_LENGTH = 16
 
 # The Config fields that hold a secret, and those of them without a minimum length (a URL that
 # carries a password is long; the password itself is scrubbed wherever a URL shows it).
-SECRET_FIELDS = ("xata_api_key", "convex_deploy_key", "xata_postgres_url")
+SECRET_FIELDS = ("xata_api_key", "convex_deploy_key", "xata_postgres_url", "sink_secret")
 _NO_MINIMUM = frozenset({"xata_postgres_url"})
 
 
@@ -93,6 +95,13 @@ class Config:
     convex_deploy_key: str | None = setting(
         "CONVEX_DEPLOY_KEY", "--convex-deploy-key", "Convex deploy key", default=None, repr=False
     )
+    convex_site_url: str | None = setting(
+        "CONVEX_SITE_URL", "--convex-site-url", "https://<deployment>.convex.site, for the signed sink",
+        default=None,
+    )  # fmt: skip
+    sink_secret: str | None = setting(
+        "XATA2CONVEX_SINK_SECRET", "--sink-secret", "the signed sink's HMAC secret", default=None, repr=False
+    )
     concurrency: int = setting("XATA_CONCURRENCY", "--concurrency", "tables exported at once", default=4)
     requests_per_second: float = setting(
         "XATA_REQUESTS_PER_SECOND", "--requests-per-second", "Xata request budget", default=75.0
@@ -100,7 +109,7 @@ class Config:
 
     def __post_init__(self) -> None:
         """Malformed settings fail here, naming the variable, before anything is contacted."""
-        for name in ("xata_database_url", "xata_endpoint_url", "convex_url"):
+        for name in ("xata_database_url", "xata_endpoint_url", "convex_url", "convex_site_url"):
             _check_http_url(self, name)
         if self.xata_postgres_url and urlparse(self.xata_postgres_url).scheme not in POSTGRES_SCHEMES:
             raise ConfigError(
@@ -181,6 +190,7 @@ def _check_http_url(config: Config, field_name: str) -> None:
     if parsed.scheme not in ("https", "http") or not parsed.hostname:
         example = {
             "convex_url": "https://<deployment>.convex.cloud",
+            "convex_site_url": "https://<deployment>.convex.site",
             "xata_database_url": "https://{workspace}.{region}.xata.sh/db/{database}:{branch}",
             "xata_endpoint_url": "https://… or http://host:port",
         }[field_name]
@@ -196,8 +206,8 @@ def load_lambda_config(env: Mapping[str, str] | None = None) -> Config:
     overrides: dict[str, Any] = {}
     for arn_var, attr in (
         ("XATA_API_KEY_SECRET_ARN", "xata_api_key"),
-        ("CONVEX_DEPLOY_KEY_SECRET_ARN", "convex_deploy_key"),
         ("XATA_POSTGRES_URL_SECRET_ARN", "xata_postgres_url"),
+        ("XATA2CONVEX_SINK_SECRET_ARN", "sink_secret"),
     ):
         arn = env.get(arn_var)
         if arn:

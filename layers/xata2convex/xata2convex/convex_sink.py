@@ -1,13 +1,21 @@
-"""Sink stage: Convex's HTTP API with a deploy key, and batched writes to the mirror.
+"""Sink stage: the two ways into the Convex mirror, and batched writes to it.
+
+`ConvexTransport` runs one of the mirror's operations (DESIGN "Convex mirror"). Two transports:
+- `ConvexHttp`: Convex's HTTP API with a deploy key (`CONVEX_URL`, `CONVEX_DEPLOY_KEY`), the CLI's way;
+- `ConvexSinkAction`: the signed sink HTTP action (`CONVEX_SITE_URL`, `XATA2CONVEX_SINK_SECRET`), the
+  Lambdas' way: the secret can only run these operations, where a deploy key could deploy code and read
+  every table.
+Both answer the internal function's value, and share the request loop.
 
 Plain HTTP rather than the `convex` package's WebSocket client, which retries forever (a Lambda
 cannot wait forever). Every call has a timeout; transport errors, 429 and 5xx are retried a bounded
 number of times with jittered backoff. That is safe because every mirror mutation is idempotent
-(upsert and delete by `xata_id`). Batches stay well inside Convex's per-transaction limits
-(16,000 writes, 16 MiB written, 4,096 index ranges): at most `max_documents` documents (each costs
-one index lookup and at most one write) and `max_bytes` of JSON. The 16 MiB read limit depends on
-the documents already in Convex, which only Convex sees: a mirror mutation stops at its own read
-budget and answers how many items it `processed`, and the writer sends the rest as another batch.
+(upsert and delete by `xata_id`), and so is `recordRun` (it sets fields). Batches stay well inside
+Convex's per-transaction limits (16,000 writes, 16 MiB written, 4,096 index ranges): at most
+`max_documents` documents (each costs one index lookup and at most one write) and `max_bytes` of JSON.
+The 16 MiB read limit depends on the documents already in Convex, which only Convex sees: a mirror
+mutation stops at its own read budget and answers how many items it `processed`, and the writer sends
+the rest as another batch.
 """
 
 from __future__ import annotations
@@ -16,31 +24,57 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import requests
 
 from .errors import could_not_connect, transport_problem
 from .model import XataToConvexError
+from .signing import signed_headers
 
 log = logging.getLogger(__name__)
 
 
 class ConvexError(XataToConvexError):
-    """Convex refused a call (function error, bad key, bad arguments); not retried."""
+    """Convex refused a call (function error, bad key or signature, bad arguments); not retried."""
 
 
 class ConvexUnavailable(XataToConvexError):
     """Convex could not be reached or kept failing after the retries."""
 
 
-class ConvexHttp:
+SinkOp = Literal["upsertBatch", "deleteBatch", "listPage", "schemaInfo", "recordRun"]
+
+# Each operation's internal function, as the HTTP API names it.
+OPERATIONS: Final[Mapping[SinkOp, tuple[Literal["query", "mutation"], str]]] = {
+    "upsertBatch": ("mutation", "mirror:upsertBatch"),
+    "deleteBatch": ("mutation", "mirror:deleteBatch"),
+    "listPage": ("query", "mirror:listPage"),
+    "schemaInfo": ("query", "mirror:schemaInfo"),
+    "recordRun": ("mutation", "syncRuns:record"),
+}
+SINK_PATH: Final = "/xata2convex/sink"
+
+
+class ConvexTransport(Protocol):
+    """A way into the mirror: runs one operation and answers the internal function's value.
+
+    Raises ConvexError when Convex refuses the call and ConvexUnavailable when it cannot be reached.
+    """
+
+    url: str
+
+    def call(self, op: SinkOp, args: dict[str, Any]) -> Any: ...
+
+
+class _RetryingPoster:
+    """POSTs JSON with a timeout and bounded, jittered retries of transport errors, 429 and 5xx."""
+
     def __init__(
         self,
         url: str,
-        deploy_key: str,
         *,
         timeout_s: float = 60.0,
         connect_timeout_s: float = 10.0,
@@ -50,7 +84,6 @@ class ConvexHttp:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = url.rstrip("/")
-        self._auth = f"Convex {deploy_key}"
         self.timeout_s = (connect_timeout_s, timeout_s)
         self.max_attempts = max_attempts
         self.max_connect_attempts = max_connect_attempts
@@ -58,8 +91,76 @@ class ConvexHttp:
         self._sleep = sleep
         self.session = requests.Session()
 
-    def __repr__(self) -> str:  # never show the key
-        return f"ConvexHttp({self.url!r})"
+    def __repr__(self) -> str:  # never show the key or secret
+        return f"{type(self).__name__}({self.url!r})"
+
+    def _post(self, what: str, endpoint: str, body: bytes, headers: Callable[[], dict[str, str]]) -> Any:
+        """The answer's value; `headers` is called for every attempt (a signature is stamped afresh)."""
+        problem = ""
+        failure: Exception | None = None
+        attempt, limit = 0, self.max_attempts
+        while attempt < limit:
+            attempt += 1
+            try:
+                response = self.session.post(endpoint, data=body, headers=headers(), timeout=self.timeout_s)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                problem, failure = transport_problem(exc), exc
+                if could_not_connect(exc):
+                    limit = min(limit, self.max_connect_attempts)
+            else:
+                # 560 is hosted Convex's answer for a function error: not transient.
+                if response.status_code == 429 or (
+                    response.status_code >= 500 and response.status_code != 560
+                ):
+                    problem, failure = f"HTTP {response.status_code}{_reason(response)}", None
+                else:
+                    return self._result(what, response)
+            if attempt < limit:
+                delay = random.uniform(0, self.backoff_base_s * 2 ** (attempt - 1))
+                log.info("Convex %s: %s; retry %d of %d in %.1f s", what, problem, attempt, limit - 1, delay)
+                self._sleep(delay)
+        raise ConvexUnavailable(f"Convex {what}: gave up after {attempt} attempts ({problem})") from failure
+
+    @staticmethod
+    def _result(what: str, response: requests.Response) -> Any:
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            raise ConvexError(
+                f"Convex {what}: HTTP {response.status_code}, unexpected body {response.text[:200]!r}"
+            )
+        if response.status_code >= 400 and payload.get("status") != "error":
+            message = payload.get("message") or response.text[:300]
+            raise ConvexError(
+                f"Convex {what}: HTTP {response.status_code} {payload.get('code', '')}: {message}"
+            )
+        if payload.get("status") == "success":
+            return payload.get("value")
+        raise ConvexError(f"Convex {what}: {payload.get('errorMessage') or payload}")
+
+
+def _reason(response: requests.Response) -> str:
+    """`: <message>` from a JSON error answer, so a gave-up error still says why."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return ""
+    message = payload.get("message") if isinstance(payload, dict) else None
+    return f": {str(message)[:300]}" if message else ""
+
+
+class ConvexHttp(_RetryingPoster):
+    """Convex's HTTP API with a deploy key: any function, internal ones included."""
+
+    def __init__(self, url: str, deploy_key: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._headers = {"Authorization": f"Convex {deploy_key}", "Content-Type": "application/json"}
+
+    def call(self, op: SinkOp, args: dict[str, Any]) -> Any:
+        kind, path = OPERATIONS[op]
+        return self._call(kind, path, args)
 
     def query(self, path: str, args: dict[str, Any]) -> Any:
         return self._call("query", path, args)
@@ -71,63 +172,25 @@ class ConvexHttp:
         return self._call("action", path, args)
 
     def _call(self, kind: str, path: str, args: dict[str, Any]) -> Any:
-        body = json.dumps({"path": path, "args": args, "format": "json"}, allow_nan=False)
-        headers = {"Authorization": self._auth, "Content-Type": "application/json"}
-        problem = ""
-        failure: Exception | None = None
-        attempt, limit = 0, self.max_attempts
-        while attempt < limit:
-            attempt += 1
-            try:
-                response = self.session.post(
-                    f"{self.url}/api/{kind}", data=body.encode(), headers=headers, timeout=self.timeout_s
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                problem, failure = transport_problem(exc), exc
-                if could_not_connect(exc):
-                    limit = min(limit, self.max_connect_attempts)
-            else:
-                # 560 is hosted Convex's answer for a function error: not transient.
-                if response.status_code == 429 or (
-                    response.status_code >= 500 and response.status_code != 560
-                ):
-                    problem, failure = f"HTTP {response.status_code}", None
-                else:
-                    return self._result(path, response)
-            if attempt < limit:
-                delay = random.uniform(0, self.backoff_base_s * 2 ** (attempt - 1))
-                log.info(
-                    "Convex %s %s: %s; retry %d of %d in %.1f s",
-                    kind,
-                    path,
-                    problem,
-                    attempt,
-                    limit - 1,
-                    delay,
-                )
-                self._sleep(delay)
-        raise ConvexUnavailable(
-            f"Convex {kind} {path}: gave up after {attempt} attempts ({problem})"
-        ) from failure
+        body = json.dumps({"path": path, "args": args, "format": "json"}, allow_nan=False).encode()
+        return self._post(f"{kind} {path}", f"{self.url}/api/{kind}", body, lambda: self._headers)
 
-    @staticmethod
-    def _result(path: str, response: requests.Response) -> Any:
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            raise ConvexError(
-                f"Convex {path}: HTTP {response.status_code}, unexpected body {response.text[:200]!r}"
-            )
-        if response.status_code >= 400:
-            message = payload.get("message") or payload.get("errorMessage") or response.text[:300]
-            raise ConvexError(
-                f"Convex {path}: HTTP {response.status_code} {payload.get('code', '')}: {message}"
-            )
-        if payload.get("status") == "success":
-            return payload.get("value")
-        raise ConvexError(f"Convex {path}: {payload.get('errorMessage') or payload}")
+
+class ConvexSinkAction(_RetryingPoster):
+    """The sink HTTP action `POST {CONVEX_SITE_URL}/xata2convex/sink`, each attempt signed afresh."""
+
+    def __init__(self, site_url: str, secret: str, **options: Any) -> None:
+        super().__init__(site_url, **options)
+        self._secret = secret
+
+    def call(self, op: SinkOp, args: dict[str, Any]) -> Any:
+        body = json.dumps({"op": op, "args": args}, allow_nan=False).encode()
+        return self._post(
+            f"sink {op}",
+            f"{self.url}{SINK_PATH}",
+            body,
+            lambda: {"Content-Type": "application/json", **signed_headers(self._secret, body)},
+        )
 
 
 @dataclass
@@ -146,11 +209,11 @@ class BatchLimitReached(XataToConvexError):
 
 
 class MirrorWriter:
-    """Pushes documents and deletes to `mirror:upsertBatch` / `mirror:deleteBatch` in bounded batches."""
+    """Pushes documents and deletes through `upsertBatch` / `deleteBatch` in bounded batches."""
 
     def __init__(
         self,
-        convex: ConvexHttp,
+        convex: ConvexTransport,
         *,
         max_documents: int = 500,
         max_bytes: int = 4 * 1024 * 1024,
@@ -182,23 +245,23 @@ class MirrorWriter:
             raise BatchLimitReached(f"push stopped after {self.total_batches} batches (fault hook)")
         self.total_batches += 1
 
-    def _send(self, table: str, path: str, key: str, batch: list[Any]) -> Iterator[dict[str, Any]]:
-        """Call `path` with `batch`, then with what it left unprocessed, until all is done."""
+    def _send(self, table: str, op: SinkOp, key: str, batch: list[Any]) -> Iterator[dict[str, Any]]:
+        """Run `op` on `batch`, then on what it left unprocessed, until all is done."""
         while batch:
             self._count_batch()
-            result: dict[str, Any] = self.convex.mutation(path, {"table": table, key: batch})
+            result: dict[str, Any] = self.convex.call(op, {"table": table, key: batch})
             # a mirror deployed before `processed` existed always did the whole batch
             processed = int(result.get("processed", len(batch)))
             if not 0 < processed <= len(batch):
                 raise ConvexError(
-                    f"Convex {path} on table '{table}': processed {processed} of {len(batch)} items"
+                    f"Convex {op} on table '{table}': processed {processed} of {len(batch)} items"
                 )
             yield result
             batch = batch[processed:]
 
     def upsert(self, table: str, documents: Iterable[dict[str, Any]], stats: PushStats) -> None:
         for batch in self._batches(documents):
-            for result in self._send(table, "mirror:upsertBatch", "documents", batch):
+            for result in self._send(table, "upsertBatch", "documents", batch):
                 stats.batches += 1
                 stats.inserted += int(result["inserted"])
                 stats.updated += int(result["updated"])
@@ -207,7 +270,7 @@ class MirrorWriter:
 
     def delete(self, table: str, xata_ids: Iterable[str], stats: PushStats) -> None:
         for batch in self._batches(xata_ids):
-            for result in self._send(table, "mirror:deleteBatch", "xataIds", batch):
+            for result in self._send(table, "deleteBatch", "xataIds", batch):
                 stats.batches += 1
                 stats.deleted += int(result["deleted"])
                 stats.missing += int(result["missing"])
@@ -221,7 +284,7 @@ class MirrorWriter:
         cursor: str | None = None
         while True:
             options = {"numItems": page_size, "cursor": cursor, "maximumBytesRead": self.max_read_bytes}
-            page = self.convex.query("mirror:listPage", {"table": table, "paginationOpts": options})
+            page = self.convex.call("listPage", {"table": table, "paginationOpts": options})
             yield from page["page"]
             if page["isDone"]:
                 return
@@ -230,12 +293,12 @@ class MirrorWriter:
     def has_documents(self, table: str) -> bool:
         """Whether the mirror table holds any document: one page of one item."""
         options = {"numItems": 1, "cursor": None, "maximumBytesRead": self.max_read_bytes}
-        page = self.convex.query("mirror:listPage", {"table": table, "paginationOpts": options})
+        page = self.convex.call("listPage", {"table": table, "paginationOpts": options})
         return bool(page["page"])
 
     def schema_info(self) -> dict[str, Any] | None:
         """What the deployed mirror was generated from (`mirror:schemaInfo`; see drift.py)."""
-        info: dict[str, Any] = self.convex.query("mirror:schemaInfo", {})
+        info: dict[str, Any] = self.convex.call("schemaInfo", {})
         return info
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from .config import Config, ConfigError, scrub
-from .convex_sink import ConvexHttp, MirrorWriter
+from .convex_sink import ConvexHttp, ConvexSinkAction, ConvexTransport, MirrorWriter
 from .export import export_snapshot
 from .mirror import epoch_ms
 from .model import SnapshotError, SnapshotManifest, Source, XataToConvexError
@@ -68,17 +68,30 @@ def run_export(config: Config) -> SnapshotManifest:
         source.close()
 
 
-def open_convex(config: Config) -> ConvexHttp:
-    config.require("convex_url", "convex_deploy_key")
-    assert config.convex_url and config.convex_deploy_key
-    return ConvexHttp(config.convex_url, config.convex_deploy_key)
+def convex_configured(config: Config) -> bool:
+    return bool(
+        (config.convex_site_url and config.sink_secret) or (config.convex_url and config.convex_deploy_key)
+    )
+
+
+def open_convex(config: Config) -> ConvexTransport:
+    """The signed sink HTTP action when CONVEX_SITE_URL and XATA2CONVEX_SINK_SECRET are set (no deploy
+    key needed: the Lambdas' way), else Convex's HTTP API with CONVEX_URL and CONVEX_DEPLOY_KEY."""
+    if config.convex_site_url and config.sink_secret:  # stripped and checked by config.load_secret
+        return ConvexSinkAction(config.convex_site_url, config.sink_secret)
+    if config.convex_url and config.convex_deploy_key:
+        return ConvexHttp(config.convex_url, config.convex_deploy_key)
+    raise ConfigError(
+        "missing setting(s): CONVEX_SITE_URL and XATA2CONVEX_SINK_SECRET (the signed sink), "
+        "or CONVEX_URL and CONVEX_DEPLOY_KEY (a deploy key)"
+    )
 
 
 def run_sync(config: Config, options: SyncOptions, *, trigger: str | None = None) -> dict[str, Any]:
     """Apply the newest (or a chosen) snapshot to Convex; the report goes to S3 runs/ and Convex syncRuns."""
     store = open_store(config)
     if options.dry_run:  # reads Convex (drift, --full's listing) when it is configured, writes nothing
-        reader = MirrorWriter(open_convex(config)) if config.convex_url and config.convex_deploy_key else None
+        reader = MirrorWriter(open_convex(config)) if convex_configured(config) else None
         return Sync(store, reader, options).run().to_json()
     convex = open_convex(config)
     sync = Sync(store, MirrorWriter(convex, stop_after_batches=options.stop_after_batches), options)
@@ -110,7 +123,7 @@ def run_export_and_sync(
     return run_sync(config, replace(options, snapshot_id=manifest.snapshot_id), trigger=trigger)
 
 
-def close_dead_run(store: SnapshotStore, convex: ConvexHttp, run_id: str) -> None:
+def close_dead_run(store: SnapshotStore, convex: ConvexTransport, run_id: str) -> None:
     """A run that died (e.g. the Lambda timeout) left progress.json and a syncRuns document saying
     `running`: give both its final status (`dead_run_report`), naming the run that picks up its work."""
     try:
@@ -149,8 +162,8 @@ def dead_run_report(store: SnapshotStore, left: Progress, by_run_id: str) -> dic
     return report | {"status": "failed", "error": error}
 
 
-def record_run(convex: ConvexHttp, report: dict[str, Any], trigger: str | None = None) -> None:
-    """Mirror a run report into the Convex `syncRuns` table (`syncRuns:record`)."""
+def record_run(convex: ConvexTransport, report: dict[str, Any], trigger: str | None = None) -> None:
+    """Mirror a run report into the Convex `syncRuns` table (`recordRun`: `syncRuns:record`)."""
     fields: dict[str, Any] = {"runId": report["runId"], "status": report["status"]}
     for key in ("mode", "snapshotId", "batches", "error"):
         if report.get(key) is not None:
@@ -165,7 +178,7 @@ def record_run(convex: ConvexHttp, report: dict[str, Any], trigger: str | None =
         ]
     if trigger:
         fields["trigger"] = trigger
-    convex.mutation("syncRuns:record", fields)
+    convex.call("recordRun", fields)
 
 
 def verify(config: Config) -> dict[str, Any]:

@@ -9,7 +9,6 @@ The worker (`run_worker`) then exports and syncs under that run id and always re
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -25,6 +24,12 @@ from typing import Any, Literal, cast
 from . import jobs
 from .config import Config, ConfigError, load_secret, scrub
 from .model import XataToConvexError
+from .signing import (
+    MAX_SKEW_SECONDS,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    compute_signature,
+)
 from .snapshot import SnapshotStore, json_bytes
 from .storage import BlobStore, PreconditionFailed
 from .sync import SyncOptions
@@ -32,10 +37,6 @@ from .xata_source import parse_database_url
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "x-xata2convex-signature"
-TIMESTAMP_HEADER = "x-xata2convex-timestamp"
-SIGNATURE_VERSION = "v1"
-MAX_SKEW_SECONDS = 300
 # Covers the worker's 900 s timeout plus a start delay; a crashed worker's lock frees itself after it.
 DEFAULT_LEASE_SECONDS = 1200.0
 # Run ids become object keys, so they are restricted to characters safe in S3 keys and file names.
@@ -97,12 +98,6 @@ class TriggerRequest:
 
 
 # --- signature -------------------------------------------------------------------------------
-
-
-def compute_signature(secret: str, timestamp: str, body: bytes) -> str:
-    """`v1=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>`, the header value the signer sends."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"{SIGNATURE_VERSION}={digest}"
 
 
 def verify_signature(
