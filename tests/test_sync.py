@@ -236,6 +236,44 @@ def test_a_record_added_and_deleted_around_a_dead_run_leaves_convex(setup: Setup
     assert all(t["missing"] == t["extra"] == t["different"] == 0 for t in verify["tables"].values())
 
 
+def test_a_run_that_applied_everything_but_died_before_its_report_is_recorded_as_applied(
+    setup: Setup,
+) -> None:
+    from xata2convex.sync import Sync
+
+    setup.run()
+    setup.sdk.records().insert("teams", {"name": "late"})
+    manifest = jobs.run_export(setup.config)
+    sync = Sync(setup.store(), setup.writer, SyncOptions(snapshot_id=manifest.snapshot_id))
+
+    def crash(*args: Any) -> None:
+        raise RuntimeError("killed before the report")
+
+    sync.recorder.finish = crash  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        sync.run()
+    assert setup.store().read_run_report(sync.run_id) is None
+    report = setup.run()
+    dead = setup.store().read_run_report(sync.run_id)
+    assert dead is not None and dead["status"] == "partial"  # applied, with the seed's refused records
+    assert "applied every table" in dead["error"] and report["runId"] in dead["error"]
+    assert setup.writer.convex.query("syncRuns:get", {"runId": sync.run_id})["status"] == "partial"
+    assert report["tables"]["teams"]["added"] == 0  # diffed from the snapshot the dead run reached
+
+
+def test_a_run_that_wrote_its_report_but_not_syncruns_is_recorded_from_it(setup: Setup) -> None:
+    from xata2convex.sync import Sync
+
+    setup.run()
+    manifest = jobs.run_export(setup.config)
+    own = Sync(setup.store(), setup.writer, SyncOptions(snapshot_id=manifest.snapshot_id)).run()
+    assert setup.store().read_progress() is not None  # died before syncRuns: not closed yet
+    setup.run()
+    doc = setup.writer.convex.query("syncRuns:get", {"runId": own.run_id})
+    assert doc["status"] == own.status and doc["snapshotId"] == manifest.snapshot_id
+    assert setup.store().read_progress() is None
+
+
 def test_a_retyped_column_rewrites_every_record(setup: Setup, tmp_path: Path) -> None:
     report = setup.run()
     store = setup.store()

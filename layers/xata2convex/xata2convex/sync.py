@@ -268,7 +268,9 @@ class Sync:
         if decision.action == "drift":
             return TableReport(status="drift", message=decision.message)
         if decision.action == "unchanged":
-            return TableReport(unchanged=new.rows, status="unchanged")
+            result = TableReport(unchanged=new.rows, status="unchanged")
+            self._mark_applied(snapshot_id, table.xata_name, result)  # a dead run's last table counts too
+            return result
         try:
             return self._push(snapshot_id, table, decision)
         except BaseUnreadable as exc:  # raised before anything is written: the old side is read first
@@ -311,7 +313,7 @@ class Sync:
         if self.options.dry_run and result.status == "applied":
             result.status = "dry-run"
         if result.applied:
-            self._mark(name, TableProgress("applied", self._entry(snapshot_id, name, result)))
+            self._mark_applied(snapshot_id, name, result)
         result.batches = stats.batches
         result.duplicates_removed = stats.duplicates_removed
         result.duration_ms = int((time.monotonic() - started) * 1000)
@@ -359,6 +361,9 @@ class Sync:
     def _mark(self, name: str, progress: TableProgress) -> None:
         self.progress.tables[name] = progress
         self.recorder.progress(self.progress)
+
+    def _mark_applied(self, snapshot_id: str, name: str, result: TableReport) -> None:
+        self._mark(name, TableProgress("applied", self._entry(snapshot_id, name, result)))
 
     def _next_state(
         self, state: AppliedState, snapshot_id: str, results: dict[str, TableReport]
