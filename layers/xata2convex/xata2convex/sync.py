@@ -21,10 +21,12 @@ run is the same run with a sink that only reads and a recorder that writes nothi
 
 from __future__ import annotations
 
+import csv
 import logging
 import secrets
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -114,8 +116,13 @@ class DryRunRecorder(RunRecorder):
         pass
 
 
-class BaseUnreadable(SnapshotError):
-    """The applied snapshot's table file failed while being read: what Convex holds is not known."""
+@contextmanager
+def _damage_named(snapshot_id: str, name: str) -> Iterator[None]:
+    """What the CSV reader or a cell's decoding raises on a damaged table file, as a SnapshotError."""
+    try:
+        yield
+    except (csv.Error, ValueError) as exc:
+        raise SnapshotError(f"snapshot {snapshot_id} table {name!r}: the file is damaged ({exc})") from exc
 
 
 class Sync:
@@ -272,9 +279,17 @@ class Sync:
             self._mark_applied(snapshot_id, table.xata_name, result)  # a dead run's last table counts too
             return result
         try:
-            return self._push(snapshot_id, table, decision)
-        except BaseUnreadable as exc:  # raised before anything is written: the old side is read first
-            return self._push(snapshot_id, table, TableDecision("reconcile", f"{exc}; {RECONCILED}"))
+            with _damage_named(snapshot_id, table.xata_name):
+                return self._push(snapshot_id, table, decision)
+        except SnapshotError as exc:
+            if decision.action != "diff" or decision.base is None:
+                raise
+            # Either file may be damaged; a reconcile never reads the old one, and is right whatever
+            # part of the diff was written. A damaged new file fails the reconcile too, naming it.
+            why = f"the diff from snapshot {decision.base.snapshot_id} failed ({exc}); {RECONCILED}"
+        log.warning("table %s: %s", table.xata_name, why)
+        with _damage_named(snapshot_id, table.xata_name):
+            return self._push(snapshot_id, table, TableDecision("reconcile", why))
 
     def _push(self, snapshot_id: str, table: TablePlan, decision: TableDecision) -> TableReport:
         started = time.monotonic()
@@ -284,7 +299,7 @@ class Sync:
         base = decision.base.manifest if decision.base and not reconcile else None
         differ = TableDiffer(
             table.schema,
-            self._base_text(decision.base.snapshot_id, name) if base and decision.base else None,
+            self.store.iter_text(decision.base.snapshot_id, name) if base and decision.base else None,
             self.store.iter_text(snapshot_id, name),
             old_rows=base.rows if base else 0,
             different_writers=decision.different_writers,
@@ -318,12 +333,6 @@ class Sync:
         result.duplicates_removed = stats.duplicates_removed
         result.duration_ms = int((time.monotonic() - started) * 1000)
         return result
-
-    def _base_text(self, snapshot_id: str, name: str) -> Iterator[str]:
-        try:
-            yield from self.store.iter_text(snapshot_id, name)
-        except (SnapshotError, OSError) as exc:
-            raise BaseUnreadable(f"snapshot {snapshot_id} last applied: {exc}") from exc
 
     def _documents(
         self,
