@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from tests.fixtures.convex import REPO_ROOT
 from tests.fixtures.xata import XataStandInFactory
-from tests.test_sync import Setup
+from tests.test_sync import Setup, seed_schema
 from xata2convex import jobs
 from xata2convex.cli import main
-from xata2convex_local.convex_server import LocalConvex
+from xata2convex_local.convex_server import LocalConvex, project_for_schema
 
 
 @pytest.fixture
@@ -105,3 +107,30 @@ def test_the_guard_says_what_to_check_before_allowing_a_mass_delete(setup: Setup
     assert users["status"] == "blocked", users
     assert "First check that snapshot" in users["message"] and "SNAPSHOT_URI" in users["message"]
     assert users["message"].endswith("only then rerun with --allow-mass-delete.")
+
+
+def test_a_table_dropped_and_re_created_is_reconciled(
+    xata_standin: XataStandInFactory, tmp_path: Path
+) -> None:
+    seed = tmp_path / "seed"
+    shutil.copytree(REPO_ROOT / "seeds" / "sample", seed)
+    table, convex_table = "event-subject-matter-experts", "event_subject_matter_experts"
+    schema_file, records_file = seed / "schema.json", seed / f"{table}.jsonl"
+    schema, records = schema_file.read_text(), records_file.read_text().splitlines()
+    with project_for_schema(seed_schema(seed)) as project, LocalConvex(project) as convex:
+        snapshots = tmp_path / "snapshots"
+        cli_run(Setup(xata_standin(seed), convex, snapshots))
+        dropped = json.loads(schema)
+        dropped["tables"] = [t for t in dropped["tables"] if t["name"] != table]
+        schema_file.write_text(json.dumps(dropped))
+        _, report = cli_run(Setup(xata_standin(seed), convex, snapshots))
+        assert table not in report["tables"] and any("dropped in Xata" in d for d in report["drift"])
+        schema_file.write_text(schema)  # re-created, with one record of the four
+        records_file.write_text(records[0] + "\n")
+        setup = Setup(xata_standin(seed), convex, snapshots)
+        _, report = cli_run(setup)
+        recreated = report["tables"][table]
+        assert "no applied state for this table, but its Convex table has documents" in recreated["message"]
+        assert recreated["deleted"] == len(records) - 1 and recreated["status"] == "applied"
+        assert len(setup.documents(convex_table)) == 1
+        assert_mirror_equals_source(setup)
