@@ -8,8 +8,16 @@ from typing import Any
 import pytest
 
 from xata2convex.model import TableManifest
-from xata2convex.plan import AppliedTable, GuardOptions, TableDecision, TableFacts, guard_deletes, plan_table
-from xata2convex.state import TableProgress, TableState
+from xata2convex.plan import (
+    AppliedTable,
+    GuardOptions,
+    TableDecision,
+    TableFacts,
+    guard_deletes,
+    next_state,
+    plan_table,
+)
+from xata2convex.state import AppliedState, TableProgress, TableState
 
 
 def manifest(sha256: str, rows: int = 40) -> TableManifest:
@@ -173,3 +181,35 @@ def test_guard_deletes(case: str) -> None:
     message = guard_deletes(deletes, rows, options, decision, "s2")
     assert (message is not None) == withheld
     assert words in (message or "")
+
+
+NEW = TableState("s2", "new")
+OLDER = TableState("s0", "older")
+BEFORE = AppliedState({"users": APPLIED, "gone": TableState("s1", "g")}, snapshot_id="s1")
+
+# case -> (progress marks, outcome for users (None: held back or failed), users' entry after, in full?)
+STATE_CASES: dict[str, tuple[dict[str, TableProgress], TableState | None, TableState | None, bool]] = {
+    "applied: the new entry": ({"users": TableProgress("applied", NEW)}, NEW, NEW, True),
+    "held back, never written: the entry stays": ({}, None, APPLIED, False),
+    "held back after writing: dirty": (
+        {"users": TableProgress("pushing")}, None, replace(APPLIED, dirty=True), False,
+    ),
+    "failed, but a dead run had applied it: kept": (
+        {"users": TableProgress("applied", OLDER)}, None, OLDER, False,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", STATE_CASES)
+def test_next_state(case: str) -> None:
+    progress, outcome, after, in_full = STATE_CASES[case]
+    state = next_state(BEFORE, progress, {"users": outcome}, "s2", "r2", "now")
+    assert state.tables.get("users") == after
+    assert "gone" not in state.tables  # gone from Xata: gone from the state
+    assert state.snapshot_id == ("s2" if in_full else "s1") and state.run_id == "r2"
+
+
+def test_next_state_of_a_table_first_written_then_held_back() -> None:
+    state = next_state(AppliedState(), {"users": TableProgress("pushing")}, {"users": None}, "s2", "r", "t")
+    assert state.tables["users"] == TableState(None, None, dirty=True) and state.snapshot_id is None
+    assert plan_table(facts(entry=state.tables["users"])).action == "reconcile"

@@ -7,18 +7,19 @@ Per table, `plan_table` decides one of
   applied and Convex has no documents, so every record is added);
 - `reconcile`: compare with what Convex holds, document by document, because the state cannot say
   what that is (rule: never trust a guess; reconcile, under the mass-delete guard).
-After the diff, `guard_deletes` decides whether its deletes may go.
+After the diff, `guard_deletes` decides whether its deletes may go; at the end of the run,
+`next_state` what applied.json says Convex holds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from .drift import FIX_COMMAND
 from .model import TableManifest
-from .state import TableProgress, TableState
+from .state import AppliedState, TableProgress, TableState
 
 RECONCILED = "reconciled with Convex"
 
@@ -151,3 +152,28 @@ def guard_deletes(
             f"{decision.base.snapshot_id} {snapshot_id}`)"
         )
     return f"{why} {check}; only then rerun with --allow-mass-delete."
+
+
+def next_state(
+    state: AppliedState,
+    progress: Mapping[str, TableProgress],
+    outcomes: Mapping[str, TableState | None],
+    snapshot_id: str,
+    run_id: str,
+    updated_at: str,
+) -> AppliedState:
+    """applied.json after a run. `outcomes`: every table of the snapshot, with its new entry when the
+    run applied it (None: held back or failed); `progress` holds this run's marks and a dead run's."""
+    tables: dict[str, TableState] = {}
+    for name, applied in outcomes.items():  # a table gone from Xata leaves the state
+        carried, before = progress.get(name), state.tables.get(name)
+        if applied is not None:
+            tables[name] = applied
+        elif carried is not None and carried.applied is not None:  # reached by a run that died
+            tables[name] = carried.applied
+        elif carried is not None:  # part of this table's changes were written, then it was held back
+            tables[name] = replace(before, dirty=True) if before else TableState(None, None, dirty=True)
+        elif before is not None:
+            tables[name] = before
+    in_full = all(applied is not None for applied in outcomes.values())
+    return AppliedState(tables, snapshot_id if in_full else state.snapshot_id, run_id, updated_at)

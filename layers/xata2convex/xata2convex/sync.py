@@ -43,7 +43,16 @@ from .model import (
     XataToConvexError,
     utc_now_iso,
 )
-from .plan import RECONCILED, AppliedTable, GuardOptions, TableDecision, TableFacts, guard_deletes, plan_table
+from .plan import (
+    RECONCILED,
+    AppliedTable,
+    GuardOptions,
+    TableDecision,
+    TableFacts,
+    guard_deletes,
+    next_state,
+    plan_table,
+)
 from .snapshot import SnapshotStore
 from .state import AppliedState, Progress, RunReport, StateFileError, TableProgress, TableReport, TableState
 
@@ -161,8 +170,8 @@ class Sync:
         results: dict[str, TableReport] = {}
         for table in plan.tables:
             name = table.xata_name
-            facts = self._facts(manifest, table, state, state_problem, progress_problem, drift)
             try:
+                facts = self._facts(manifest, table, state, state_problem, progress_problem, drift)
                 results[name] = self._apply(snapshot_id, table, plan_table(facts))
             except BatchLimitReached:
                 raise  # the fault hook stands for a crash: nothing after it may run
@@ -184,7 +193,9 @@ class Sync:
             drift=drift.messages(),
             drift_dropped=bool(drift.dropped),
         )
-        self.recorder.finish(report, self._next_state(state, snapshot_id, results), etag)
+        outcomes = {n: self._entry(snapshot_id, n, r) if r.applied else None for n, r in results.items()}
+        new_state = next_state(state, self.progress.tables, outcomes, snapshot_id, self.run_id, utc_now_iso())
+        self.recorder.finish(report, new_state, etag)
         return report
 
     # --- facts ---
@@ -213,6 +224,11 @@ class Sync:
         drift: SchemaDrift,
     ) -> TableFacts:
         name = table.xata_name
+        try:
+            new = manifest.table(name)
+        except KeyError:
+            where = manifest.snapshot_id
+            raise SnapshotError(f"snapshot {where}: its manifest lists no table {name!r}") from None
         entry = state.tables.get(name)
         carried = self.progress.tables.get(name)
         named = {e.snapshot_id for e in (entry, carried.applied if carried else None) if e and e.snapshot_id}
@@ -220,7 +236,7 @@ class Sync:
         return TableFacts(
             name=name,
             snapshot_id=manifest.snapshot_id,
-            new=manifest.table(name),
+            new=new,
             column_types={c.name: c.type for c in table.schema.columns},
             source=manifest.source,
             entry=entry,
@@ -373,34 +389,6 @@ class Sync:
 
     def _mark_applied(self, snapshot_id: str, name: str, result: TableReport) -> None:
         self._mark(name, TableProgress("applied", self._entry(snapshot_id, name, result)))
-
-    def _next_state(
-        self, state: AppliedState, snapshot_id: str, results: dict[str, TableReport]
-    ) -> AppliedState:
-        tables: dict[str, TableState] = {}
-        for name, result in results.items():  # a table gone from Xata leaves the state
-            carried = self.progress.tables.get(name)
-            if result.applied:
-                tables[name] = self._entry(snapshot_id, name, result)
-            elif carried and carried.applied:  # reached by a run that died; keep it
-                tables[name] = carried.applied
-            elif carried:  # part of this table's changes were written, then it was held back
-                before = state.tables.get(name)
-                tables[name] = TableState(
-                    before.snapshot_id if before else None,
-                    before.sha256 if before else None,
-                    before.rejected if before else frozenset(),
-                    dirty=True,
-                )
-            elif name in state.tables:
-                tables[name] = state.tables[name]
-        applied_in_full = all(r.applied for r in results.values())
-        return AppliedState(
-            tables=tables,
-            snapshot_id=snapshot_id if applied_in_full else state.snapshot_id,
-            run_id=self.run_id,
-            updated_at=utc_now_iso(),
-        )
 
 
 def diff_snapshots(store: SnapshotStore, old_id: str, new_id: str) -> dict[str, dict[str, Any]]:
