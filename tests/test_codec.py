@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -119,3 +120,25 @@ def test_wrong_python_type_is_refused() -> None:
 def test_unterminated_quote_is_an_error(reader: Any) -> None:
     with pytest.raises(Exception, match=r"(?i)quot|EOF|end of data"):
         list(reader(io.StringIO('a,"open\r\n', newline="")))
+
+
+@given(
+    st.lists(st.text(alphabet='a,"\n\r', max_size=8), max_size=6).map(lambda cells: cells or [""]),
+    st.integers(1, 50),
+    st.integers(1, 7),
+)
+def test_csv_row_counter_counts_records_however_the_bytes_are_cut(
+    cells: list[str], rows: int, cut: int
+) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    for _ in range(rows):
+        writer.writerow(cells)
+    data = out.getvalue().encode()
+    counter = codec.CsvRowCounter()
+    for start in range(0, len(data), cut):
+        counter.passed(data[start : start + cut])
+    assert (counter.rows, counter.open) == (rows, False)
+    cut_short = codec.CsvRowCounter()
+    cut_short.passed(data[:-1])  # the last line feed never arrived
+    assert cut_short.rows == rows - 1 or cut_short.open

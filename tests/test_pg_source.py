@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
-import io
 import json
 import math
 import subprocess
@@ -14,15 +12,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given
-from hypothesis import strategies as st
 
 from tests.fixtures.postgres import PgDatabase
 from xata2convex.cli import main
 from xata2convex.export import export_snapshot
 from xata2convex.mirror import MirrorPlan, to_convex_document
 from xata2convex.model import CsvSource, Record, SourceError, TableSchema
-from xata2convex.pg_source import CsvRowCounter, PostgresSource, database_and_branch
+from xata2convex.pg_source import PostgresSource, database_and_branch
 from xata2convex.snapshot import SnapshotStore
 from xata2convex.storage import LocalBlobStore
 
@@ -534,25 +530,3 @@ def test_a_copy_cut_off_by_the_server_fails_naming_the_table(pg_database: PgData
                 pass
     finally:
         source.close()
-
-
-@given(
-    st.lists(st.text(alphabet='a,"\n\r', max_size=8), max_size=6).map(lambda cells: cells or [""]),
-    st.integers(1, 50),
-    st.integers(1, 7),
-)
-def test_csv_row_counter_counts_records_however_the_bytes_are_cut(
-    cells: list[str], rows: int, cut: int
-) -> None:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    for _ in range(rows):
-        writer.writerow(cells)
-    data = out.getvalue().encode()
-    counter = CsvRowCounter()
-    for start in range(0, len(data), cut):
-        counter.passed(data[start : start + cut])
-    assert (counter.rows, counter.open) == (rows, False)
-    cut_short = CsvRowCounter()
-    cut_short.passed(data[:-1])  # the last line feed never arrived
-    assert cut_short.rows == rows - 1 or cut_short.open

@@ -18,6 +18,7 @@ partition pair is diffed on its own, so memory is bounded by a partition, not by
 
 from __future__ import annotations
 
+import csv
 import itertools
 import marshal
 import tempfile
@@ -31,6 +32,7 @@ from .codec import Cell, decode_row, normalised, parse_record, record_batches
 from .model import ID_COLUMN, Record, SnapshotError, TableSchema
 
 PARTITION_ROWS = 1_000_000
+HELD_IN_MEMORY = 16 << 20  # bytes of held-back changes kept in memory before they go to disk
 
 # A batch of records: their ids, the hashes of what is compared, and their CSV texts.
 Batch = tuple[list[str], list[int], list[str]]
@@ -131,39 +133,62 @@ class TableDiffer:
             yield ids, digests, records
 
     def __iter__(self) -> Iterator[Change]:
+        try:
+            yield from self._changes()
+        except (csv.Error, ValueError) as exc:  # a record that cannot be parsed or decoded
+            raise SnapshotError(
+                f"table {self.table.name!r}: a snapshot record cannot be read ({exc})"
+            ) from exc
+
+    def _changes(self) -> Iterator[Change]:
         old = self._entries(self._old, self._old_header) if self._old_header else iter(())
         new = self._entries(self._new, self._new_header)
         if self._partitions == 1:
-            yield from self._diff(old, new)
+            yield from self._diff(old, new, hold=True)
             return
         with tempfile.TemporaryDirectory(prefix="x2c-diff-") as tmp:
+            # Both sides are read to their ends (and checked) while they are spread over the files.
             old_parts = _spill(old, self._partitions, tmp, keep_text=False)
             new_parts = _spill(new, self._partitions, tmp, keep_text=True)
             for old_file, new_file in zip(old_parts, new_parts, strict=True):
-                yield from self._diff(_unspill(old_file), _unspill(new_file))
+                yield from self._diff(_unspill(old_file), _unspill(new_file), hold=False)
 
-    def _diff(self, old: Iterable[Batch], new: Iterable[Batch]) -> Iterator[Change]:
+    def _diff(self, old: Iterable[Batch], new: Iterable[Batch], *, hold: bool) -> Iterator[Change]:
+        """The changes between two sides. With `hold`, none is yielded before the new side has been
+        read to its end: the store checks a file against its manifest at the end, and a change
+        taken from a file that turns out cut or tampered must never reach Convex. Held changes wait
+        in a spooled temporary file (memory up to HELD_IN_MEMORY bytes, then disk)."""
         # The hot loops do a few C-level operations per record and no per-cell Python code.
         hashes: dict[str, int] = {}
         for ids, digests, _ in old:
             hashes.update(zip(ids, digests, strict=True))
-        retry, columns = self._retry, self._columns
+        retry = self._retry
         added = changed = unchanged = deleted = 0
-        for ids, digests, texts in new:
-            if "" in ids:
-                raise SnapshotError(f"table {self.table.name!r}: a record of the new snapshot has no id")
-            # C-level per batch: take each id's old hash out; only differing records go on in Python.
-            befores = list(map(hashes.pop, ids, itertools.repeat(None, len(ids))))
-            differing = [i for i, pair in enumerate(zip(befores, digests, strict=True)) if pair[0] != pair[1]]
-            for i in differing:
-                kind: ChangeKind = "added" if befores[i] is None else "changed"
-                yield Change(kind, ids[i], decode_row(parse_record(texts[i]), columns))
-            added += befores.count(None)
-            changed += len(differing)
-            unchanged += len(ids) - len(differing)
-            for i in [i for i, record_id in enumerate(ids) if record_id in retry] if retry else ():
-                if befores[i] == digests[i]:
-                    yield Change("retry", ids[i], decode_row(parse_record(texts[i]), columns))
+        with tempfile.SpooledTemporaryFile(max_size=HELD_IN_MEMORY) as held:
+            for ids, digests, texts in new:
+                if "" in ids:
+                    raise SnapshotError(f"table {self.table.name!r}: a record of the new snapshot has no id")
+                # C-level per batch: take each id's old hash out; only differing records go on in Python.
+                befores = list(map(hashes.pop, ids, itertools.repeat(None, len(ids))))
+                differing = [
+                    i for i, pair in enumerate(zip(befores, digests, strict=True)) if pair[0] != pair[1]
+                ]
+                kinds: list[ChangeKind] = ["added" if befores[i] is None else "changed" for i in differing]
+                positions = differing
+                if retry:  # unchanged, but refused last time: sent again
+                    again = [i for i, rid in enumerate(ids) if rid in retry and befores[i] == digests[i]]
+                    positions, kinds = differing + again, kinds + ["retry"] * len(again)
+                added += befores.count(None)
+                changed += len(differing)
+                unchanged += len(ids) - len(differing)
+                batch = (kinds, [ids[i] for i in positions], [texts[i] for i in positions])
+                if hold:
+                    marshal.dump(batch, held)
+                else:
+                    yield from self._decoded(*batch)
+            held.seek(0)
+            for batch in _unspill(held, close=False):
+                yield from self._decoded(*batch)
         changed -= added
         for gone in hashes:
             deleted += 1
@@ -172,6 +197,10 @@ class TableDiffer:
         self.result.changed += changed
         self.result.unchanged += unchanged
         self.result.deleted += deleted
+
+    def _decoded(self, kinds: list[ChangeKind], ids: list[str], texts: list[str]) -> Iterator[Change]:
+        for kind, record_id, text in zip(kinds, ids, texts, strict=True):
+            yield Change(kind, record_id, decode_row(parse_record(text), self._columns))
 
 
 def _spill(batches: Iterator[Batch], parts: int, tmp: str, *, keep_text: bool) -> list[IO[bytes]]:
@@ -193,10 +222,13 @@ def _spill(batches: Iterator[Batch], parts: int, tmp: str, *, keep_text: bool) -
     return files
 
 
-def _unspill(file: IO[bytes]) -> Iterator[Batch]:
-    with file:
+def _unspill(file: IO[bytes], *, close: bool = True) -> Iterator[Any]:
+    try:
         while True:
             try:
                 yield marshal.load(file)
             except EOFError:
                 return
+    finally:
+        if close:
+            file.close()

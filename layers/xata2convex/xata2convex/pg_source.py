@@ -291,7 +291,7 @@ class PostgresSource:
             conn = self._pool.acquire()
         except psycopg.Error as exc:
             raise SourceError(f"table {plan.name!r}: joining the export's snapshot failed: {exc}") from exc
-        arrived = CsvRowCounter()
+        arrived = codec.CsvRowCounter()
         try:
             with conn.cursor() as cur:
                 with cur.copy(statement) as copy:
@@ -366,25 +366,6 @@ class PostgresSource:
             for future in pending:
                 if future.done() and not future.cancelled() and future.exception() is None:
                     future.result()[0].close()
-
-
-class CsvRowCounter:
-    """Counts the CSV records in bytes as they pass: line feeds outside quoted fields, at C speed
-    (each chunk is split at its quotes once; the unquoted parts are joined and counted)."""
-
-    def __init__(self) -> None:
-        self.rows = 0
-        self.open = False  # inside a quoted field at the end of what has passed
-
-    def passed(self, data: bytes) -> bytes:
-        """Count `data`, and hand it on."""
-        if b'"' not in data:
-            self.rows += 0 if self.open else data.count(b"\n")
-            return data
-        parts = data.split(b'"')
-        self.rows += b"".join(parts[1 if self.open else 0 :: 2]).count(b"\n")
-        self.open ^= len(parts) % 2 == 0  # an odd number of quotes flips the state
-        return data
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[str]:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -90,6 +91,57 @@ def write_csv(blobs: BlobStore, key: str, file: str, table: TableSchema, csv: Ta
     )
 
 
+class CheckedTableFile(io.RawIOBase):
+    """A table file's bytes on their way to a reader, hashed and their CSV records counted as they
+    pass; `check()`, once everything is read, compares them with the file's manifest entry."""
+
+    def __init__(self, raw: IO[bytes], expected: TableManifest, where: str) -> None:
+        self.raw, self.expected, self.where = raw, expected, where
+        self.sha = hashlib.sha256()
+        self.records = codec.CsvRowCounter()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self.sha.update(data)
+        self.records.passed(data)
+        return len(data)
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+    def mismatch(self, problem: str) -> SnapshotError:
+        return SnapshotError(
+            f"{self.where} does not match its manifest: {problem}. It was changed or cut after the "
+            "export, so nothing is applied from it; the next export writes a fresh one"
+        )
+
+    def unreadable(self, problem: str) -> SnapshotError:
+        """The error for a file that could not be parsed: read to its end, it is a mismatch, or, if it
+        matches its manifest after all, what was written is unreadable (`problem`)."""
+        while self.read(1 << 20):
+            pass
+        try:
+            self.check()
+        except SnapshotError as mismatch:
+            return mismatch
+        return SnapshotError(f"{self.where}: {problem}")
+
+    def check(self) -> None:
+        rows = self.records.rows - 1  # the header
+        if self.sha.hexdigest() != self.expected.sha256:
+            raise self.mismatch(
+                f"its SHA-256 is {self.sha.hexdigest()[:12]}…, not {self.expected.sha256[:12]}…, "
+                f"and it holds {rows} rows where the manifest says {self.expected.rows}"
+            )
+        if rows != self.expected.rows:
+            raise self.mismatch(f"it holds {rows} rows where the manifest says {self.expected.rows}")
+
+
 class SnapshotStore:
     def __init__(self, blobs: BlobStore, database: str, branch: str) -> None:
         self.blobs = blobs
@@ -158,19 +210,46 @@ class SnapshotStore:
             raise SnapshotError(f"snapshot {snapshot_id!r} has no schema.json")
         return schema_from_xata(self._json(blob, self.snapshot_key(snapshot_id, "schema.json")))
 
-    def open_table_text(self, snapshot_id: str, table: str) -> IO[str]:
-        raw = self.blobs.open_read(self.table_key(snapshot_id, table))
-        return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    def _open_checked(
+        self, snapshot_id: str, table: str, expected: TableManifest | None
+    ) -> tuple[IO[str], CheckedTableFile]:
+        if expected is None:
+            try:
+                expected = self.read_manifest(snapshot_id).table(table)
+            except KeyError:
+                raise SnapshotError(f"snapshot {snapshot_id!r} has no table {table!r}") from None
+        key = self.table_key(snapshot_id, table)
+        checked = CheckedTableFile(self.blobs.open_read(key), expected, self.describe(key))
+        buffered = io.BufferedReader(checked, buffer_size=1 << 20)
+        return io.TextIOWrapper(buffered, encoding="utf-8", newline=""), checked
 
-    def iter_text(self, snapshot_id: str, table: str, piece_chars: int = 1 << 20) -> Iterator[str]:
-        """One table's CSV text in pieces (header first), streamed; the file closes at the end."""
-        with self.open_table_text(snapshot_id, table) as text:
-            yield from iter(lambda: text.read(piece_chars), "")
+    def iter_text(
+        self,
+        snapshot_id: str,
+        table: str,
+        piece_chars: int = 1 << 20,
+        *,
+        expected: TableManifest | None = None,
+    ) -> Iterator[str]:
+        """One table's CSV text in pieces (header first), streamed; the file closes at the end. The
+        bytes are checked against the manifest's entry (`expected`, else read from the manifest) as
+        they pass: at the end a mismatch raises SnapshotError naming the file, so a consumer must
+        not act on what it read before the end (the diff holds its changes back until then)."""
+        text, checked = self._open_checked(snapshot_id, table, expected)
+        with text:
+            try:
+                yield from iter(lambda: text.read(piece_chars), "")
+            except UnicodeDecodeError as exc:
+                raise checked.unreadable(f"it is not UTF-8 text ({exc.reason})") from None
+            checked.check()
 
-    def iter_records(self, snapshot_id: str, table: TableSchema) -> Iterator[Record]:
-        """Decoded records of one table, streamed."""
+    def iter_records(
+        self, snapshot_id: str, table: TableSchema, *, expected: TableManifest | None = None
+    ) -> Iterator[Record]:
+        """Decoded records of one table, streamed; checked against the manifest like `iter_text`."""
         by_name = {c.name: c for c in table.snapshot_columns()}
-        with self.open_table_text(snapshot_id, table.name) as text:
+        text, checked = self._open_checked(snapshot_id, table.name, expected)
+        with text:
             try:
                 yield from codec.read_table(text, by_name)
             except KeyError as exc:
@@ -178,6 +257,17 @@ class SnapshotStore:
                     f"snapshot {snapshot_id!r} table {table.name!r}: "
                     f"CSV column {exc.args[0]!r} is not in its schema"
                 ) from exc
+            except (csv.Error, ValueError) as exc:  # e.g. a value cut in two, or not UTF-8
+                raise checked.unreadable(f"a record cannot be read ({exc})") from None
+            checked.check()
+
+    def check_table(self, snapshot_id: str, expected: TableManifest) -> None:
+        """Read one table file to its end and check it against its manifest entry (SnapshotError)."""
+        key = self.table_key(snapshot_id, expected.name)
+        with CheckedTableFile(self.blobs.open_read(key), expected, self.describe(key)) as checked:
+            while checked.read(1 << 20):
+                pass
+            checked.check()
 
     def _json(self, blob: Blob, key: str, fix: str = "restore it or delete it") -> Any:
         """A stored JSON object; a corrupt file stops the command with its place and the fix."""

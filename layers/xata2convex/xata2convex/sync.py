@@ -291,6 +291,7 @@ class Sync:
         if decision.action == "drift":
             return TableReport(status="drift", message=decision.message)
         if decision.action == "unchanged":
+            self.store.check_table(snapshot_id, new)  # the file applied next time must be the one named
             result = TableReport(unchanged=new.rows, status="unchanged")
             self._mark_applied(snapshot_id, table.xata_name, result)  # a dead run's last table counts too
             return result
@@ -315,8 +316,10 @@ class Sync:
         base = decision.base.manifest if decision.base and not reconcile else None
         differ = TableDiffer(
             table.schema,
-            self.store.iter_text(decision.base.snapshot_id, name) if base and decision.base else None,
-            self.store.iter_text(snapshot_id, name),
+            self.store.iter_text(decision.base.snapshot_id, name, expected=base)
+            if base and decision.base
+            else None,
+            self.store.iter_text(snapshot_id, name, expected=self._manifest(snapshot_id).table(name)),
             old_rows=base.rows if base else 0,
             different_writers=decision.different_writers,
             retry_ids=decision.retry,
@@ -400,8 +403,8 @@ def diff_snapshots(store: SnapshotStore, old_id: str, new_id: str) -> dict[str, 
         before = old_tables.pop(table.name, None)
         differ = TableDiffer(
             table,
-            store.iter_text(old_id, table.name) if before else None,
-            store.iter_text(new_id, table.name),
+            store.iter_text(old_id, table.name, expected=before) if before else None,
+            store.iter_text(new_id, table.name, expected=new.table(table.name)),
             old_rows=before.rows if before else 0,
             different_writers=before is not None and old.source != new.source,
         )

@@ -4,6 +4,9 @@ Expected documents are built from the snapshot with the same mapping the sync us
 are reduced to a hash of a canonical form (numbers compared by value, as Convex returns every number
 as a float64; object keys sorted). Memory: one id -> hash per record of the table being checked.
 
+A table file that does not match its manifest (SHA-256, row count) is reported as the table's
+`error`, never compared: it is not the snapshot that was applied.
+
 A table is equal only when nothing is missing, extra or different *and* no record of the snapshot
 was refused by the mapping (`rejected`: e.g. an integer beyond 2^53; the sync reports those too):
 Convex then does not hold the snapshot, and verify says so.
@@ -16,7 +19,7 @@ from typing import Any
 
 from .convex_sink import MirrorWriter
 from .mirror import MirrorPlan, to_convex_document
-from .model import RecordError
+from .model import RecordError, SnapshotError
 from .snapshot import SnapshotStore
 
 MAX_EXAMPLES = 10
@@ -39,18 +42,25 @@ def document_digest(document: dict[str, Any]) -> int:
 
 def verify_snapshot(store: SnapshotStore, writer: MirrorWriter, snapshot_id: str) -> dict[str, Any]:
     plan = MirrorPlan.from_schema(store.read_schema(snapshot_id))
+    manifest = store.read_manifest(snapshot_id)
     tables: dict[str, Any] = {}
     for table in plan.tables:
         expected: dict[str, int] = {}
         examples: list[str] = []
         unmirrorable = 0
-        for record in store.iter_records(snapshot_id, table.schema):
-            try:
-                expected[record["id"]] = document_digest(to_convex_document(table, record))
-            except RecordError as exc:
-                unmirrorable += 1
-                if len(examples) < MAX_EXAMPLES:
-                    examples.append(f"cannot be mirrored: {exc}")
+        try:
+            for record in store.iter_records(
+                snapshot_id, table.schema, expected=manifest.table(table.xata_name)
+            ):
+                try:
+                    expected[record["id"]] = document_digest(to_convex_document(table, record))
+                except RecordError as exc:
+                    unmirrorable += 1
+                    if len(examples) < MAX_EXAMPLES:
+                        examples.append(f"cannot be mirrored: {exc}")
+        except SnapshotError as exc:  # the snapshot file itself is not what was exported
+            tables[table.xata_name] = {"equal": False, "error": str(exc), "examples": []}
+            continue
         count = len(expected) + unmirrorable
         actual = different = extra = 0
         for document in writer.list_documents(table.convex_name):
