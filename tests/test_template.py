@@ -13,10 +13,12 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import IO, Any
 
+import boto3
 import pytest
 from cfnlint.decode import decode
 
 from xata2convex import trigger
+from xata2convex.config import Config
 from xata2convex.snapshot import SnapshotStore
 from xata2convex.storage import Blob, LocalBlobStore
 
@@ -497,3 +499,17 @@ def test_samconfig_deploys_this_template_with_iam_capability() -> None:
     overrides = deploy["parameter_overrides"]
     for parameter in ("XataDatabaseUrl", "ConvexSiteUrl", "SourceKind"):
         assert parameter in overrides and parameter in TEMPLATE["Parameters"]
+
+
+def test_the_endpoint_overrides_are_declared_empty_and_an_empty_one_means_aws_and_xata(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Declared so `sam local invoke --env-vars` can set them; empty in the stack, which then uses AWS
+    and the xata SDK's own hosts."""
+    assert TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["AWS_ENDPOINT_URL"] == ""
+    for name in ("ExportSnapshotFunction", "SyncWorkerFunction"):
+        assert RESOURCES[name]["Properties"]["Environment"]["Variables"]["XATA_ENDPOINT_URL"] == "", name
+    assert Config.from_env({"XATA_ENDPOINT_URL": ""}).xata_endpoint_url is None
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")
+    client: Any = boto3.client("s3", region_name="us-east-1")
+    assert client.meta.endpoint_url == "https://s3.amazonaws.com"

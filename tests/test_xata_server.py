@@ -336,7 +336,15 @@ def test_bench_seed_splits_records_over_tables(tmp_path: Path, xata_standin: Xat
 
 
 def test_cli_prints_settings_and_serves_until_sigterm(xata_seed_dir: Path) -> None:
-    command = [sys.executable, "-m", "xata2convex_local.xata_server", "--seed", str(xata_seed_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "xata2convex_local.xata_server",
+        "--seed",
+        str(xata_seed_dir),
+        "--port",
+        "0",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(
         [*command, "--api-key", "k-123"], stdout=subprocess.PIPE, text=True, env=env

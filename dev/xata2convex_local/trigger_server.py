@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import importlib.util
 import threading
-import time
 import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +25,7 @@ from xata2convex import trigger
 from xata2convex.config import ConfigError
 
 from .foreground import catch_stop_signals, serve_until_stopped
+from .lambda_bootstrap import LocalLambdaContext
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HANDLER_FILE = Path("functions/trigger_url/app.py")
@@ -48,23 +48,6 @@ def load_handler_module(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-class LocalLambdaContext:
-    """The attributes of Lambda's context object that Powertools reads."""
-
-    def __init__(self, function_name: str = "xata2convex-trigger-local", timeout_s: float = 30.0) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{function_name}"
-        self.memory_limit_in_mb = 512
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "local"
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 def function_url_event(

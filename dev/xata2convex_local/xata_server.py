@@ -405,7 +405,9 @@ class XataStandIn:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Seed folder: schema.json and <table>.jsonl.",
 )
-@click.option("--port", type=int, default=0, show_default=True, help="Port to listen on (0: any free port).")
+@click.option(
+    "--port", type=int, default=4010, show_default=True, help="Port to listen on (0: any free port)."
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--database", default="sample", show_default=True)
 @click.option("--branch", default="main", show_default=True)
