@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import click
 
-from xata2convex import trigger
+from xata2convex import signing
 from xata2convex.model import XataToConvexError
 
 from .runtime import RUNTIME, runtime_python
@@ -225,8 +225,8 @@ def signed_event(event: dict[str, Any], secret: str, *, now: float | None = None
     stamp = str(int(time.time() if now is None else now))
     headers = {
         **(event.get("headers") or {}),
-        trigger.TIMESTAMP_HEADER: stamp,
-        trigger.SIGNATURE_HEADER: trigger.compute_signature(secret, stamp, raw),
+        signing.TIMESTAMP_HEADER: stamp,
+        signing.SIGNATURE_HEADER: signing.compute_signature(secret, stamp, raw),
     }
     return {**event, "headers": headers}
 
