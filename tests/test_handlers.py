@@ -32,6 +32,7 @@ from tests.fixtures.xata import XataStandInFactory
 from tests.test_sync import seed_schema
 from xata2convex import jobs, trigger
 from xata2convex.config import Config
+from xata2convex.lock import RunLock
 from xata2convex.snapshot import SnapshotStore
 from xata2convex.storage import LocalBlobStore, open_blob_store
 from xata2convex.xata_source import parse_database_url
@@ -89,7 +90,7 @@ def test_a_valid_trigger_is_accepted_and_starts_the_worker(
     status, answer = post(body, signed_headers(body), base64_body=base64_body)
     assert (status, answer) == (202, {"runId": "run-valid-1"})
     assert started.invocations == [worker_invocation("run-valid-1", "full")]
-    assert trigger.RunLock.for_store(local_store(trigger_env)).holder() == "run-valid-1"
+    assert RunLock.for_store(local_store(trigger_env)).holder() == "run-valid-1"
 
 
 @pytest.mark.parametrize(
@@ -121,7 +122,7 @@ def test_bad_signatures_get_401_and_start_nothing(
     assert started.invocations == []
     # An unauthenticated request must not burn the run id or touch the lock.
     assert not (trigger_env / "sample" / "main" / "triggers").exists()
-    assert trigger.RunLock.for_store(local_store(trigger_env)).holder() is None
+    assert RunLock.for_store(local_store(trigger_env)).holder() is None
 
 
 def test_a_replayed_run_id_gets_409_even_after_the_run_ended(
@@ -129,7 +130,7 @@ def test_a_replayed_run_id_gets_409_even_after_the_run_ended(
 ) -> None:
     body = trigger_body("run-replay-1")
     assert post(body, signed_headers(body))[0] == 202
-    trigger.RunLock.for_store(local_store(trigger_env)).release("run-replay-1")
+    RunLock.for_store(local_store(trigger_env)).release("run-replay-1")
     status, answer = post(body, signed_headers(body))
     assert status == 409 and answer["error"] == "replayed"
     assert started.invocations == [worker_invocation("run-replay-1")]
@@ -145,10 +146,29 @@ def test_a_second_run_while_one_is_in_progress_gets_409(started: FakeLambdaApi, 
     assert report is not None and report["status"] == "rejected"
 
 
-def test_a_signed_but_malformed_body_gets_400(started: FakeLambdaApi) -> None:
-    body = b'{"runId": "../escape"}'
+@pytest.mark.parametrize(
+    "body",
+    [b'{"runId": "../escape"}', b"[" * 4000, b'{"a":' * 3000 + b"1" + b"}" * 3000, b" " * 10_000_000],
+    ids=["bad-run-id", "deeply-nested-array", "deeply-nested-object", "ten-megabytes"],
+)
+def test_a_signed_but_malformed_body_gets_400(started: FakeLambdaApi, trigger_env: Path, body: bytes) -> None:
     status, answer = post(body, signed_headers(body))
     assert status == 400 and answer["error"] == "bad_request" and started.invocations == []
+    assert RunLock.for_store(local_store(trigger_env)).holder() is None
+
+
+def test_inside_lambda_a_missing_worker_function_is_a_500_never_a_local_thread(
+    trigger_env: Path, monkeypatch: pytest.MonkeyPatch, log_records: list[str]
+) -> None:
+    """A thread started by the trigger Lambda would be frozen once it answers, holding the lock."""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "xata2convex-TriggerFunction-abc")
+    threads_before = list(trigger._local_workers)
+    body = trigger_body("run-no-worker")
+    status, answer = post(body, signed_headers(body))
+    assert (status, answer) == (500, {"error": "internal", "message": "the run could not be started"})
+    assert trigger._local_workers == threads_before
+    assert RunLock.for_store(local_store(trigger_env)).holder() is None
+    assert any("missing setting: WORKER_FUNCTION_NAME" in line for line in log_records)
 
 
 def test_only_post_to_the_root_is_served(started: FakeLambdaApi) -> None:
@@ -170,7 +190,7 @@ def test_the_conditional_writes_hold_on_s3(
     assert post(first, signed_headers(first), base64_body=True)[0] == 202
     assert post(second, signed_headers(second))[1]["error"] == "run_in_progress"
     store = SnapshotStore(open_blob_store(f"s3://{s3_bucket}/xata2convex"), "sample", "main")
-    assert trigger.RunLock.for_store(store).release("s3-run-1")
+    assert RunLock.for_store(store).release("s3-run-1")
     assert post(first, signed_headers(first))[1]["error"] == "replayed"
     assert post(second, signed_headers(second))[1]["error"] == "replayed"  # refused runs keep their id
     third = trigger_body("s3-run-3")
@@ -210,7 +230,7 @@ def test_no_secret_reaches_any_log_line_or_answer(
 
     started.fail_with(403, "AccessDeniedException", f"could not start: {TEST_TRIGGER_SECRET}")
     third = trigger_body("run-logs-3")
-    trigger.RunLock.for_store(local_store(trigger_env)).release("run-logs-1")
+    RunLock.for_store(local_store(trigger_env)).release("run-logs-1")
     answers.append(json.dumps(post(third, signed_headers(third))))
     assert json.loads(answers[-1])[0] == 500
     assert started.invocations == [worker_invocation("run-logs-1"), worker_invocation("run-logs-3")]
@@ -237,7 +257,7 @@ def test_when_the_worker_cannot_be_invoked_the_trigger_answers_500_scrubbed_and_
     status, answer = post(body, signed_headers(body))
     assert status == 500 and answer == {"error": "internal", "message": "the run could not be started"}
     assert started.invocations == [worker_invocation("run-async-2")]
-    assert trigger.RunLock.for_store(local_store(trigger_env)).holder() is None
+    assert RunLock.for_store(local_store(trigger_env)).holder() is None
     failed = [line for line in log_records if "trigger failed" in line]
     assert failed and all("AccessDeniedException" in line and "***" in line for line in failed)  # scrubbed
     out = capfd.readouterr()
@@ -281,6 +301,25 @@ def test_the_sync_handler_refuses_malformed_events(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         invoke("sync_convex", event)
+
+
+def test_the_sync_handler_refuses_while_another_run_holds_the_lock(
+    xata_env: Path, fresh_local_convex: LocalConvex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in fresh_local_convex.settings().items():
+        monkeypatch.setenv(name, value)
+    invoke("export_snapshot", {})
+    held = RunLock.for_store(local_store(xata_env)).acquire("cli-run-1")
+    with pytest.raises(
+        trigger.JobFailed, match=r"LockBusy: run cli-run-1 is in progress \(it holds the run lock until 20"
+    ):
+        invoke("sync_convex", {"runId": "lambda-run-1"})
+    assert sync_run(fresh_local_convex, "lambda-run-1") is None  # refused before it wrote anything
+    assert local_store(xata_env).read_state() == (None, None)
+    assert RunLock.for_store(local_store(xata_env)).holder() == "cli-run-1"
+    held.release()
+    assert invoke("sync_convex", {"runId": "lambda-run-2"})["runId"] == "lambda-run-2"
+    assert RunLock.for_store(local_store(xata_env)).holder() is None  # released after the run
 
 
 def test_a_failed_export_raises_a_scrubbed_error(xata_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -354,7 +393,7 @@ def test_the_aws_path_end_to_end_with_no_deploy_key_only_the_signed_sink(
     assert not [n for n, v in os.environ.items() if convex.deploy_key in v or convex.sink_secret in v]
     store = SnapshotStore(open_blob_store(uri), *parse_database_url(xata["XATA_DATABASE_URL"]))
 
-    trigger.RunLock.for_store(store).acquire("sink-run-1")
+    RunLock.for_store(store).reserve("sink-run-1")
     report = invoke("sync_worker", {"runId": "sink-run-1", "mode": "incremental"})
     assert report["status"] == "succeeded" and report["runId"] == "sink-run-1"
     assert {name: t["added"] for name, t in report["tables"].items()} == {
@@ -393,11 +432,11 @@ def test_a_failed_worker_run_fails_the_invocation_with_the_scrubbed_error(
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("XATA_DATABASE_URL", "https://local.us-east-1.xata.sh/db/sample:no-such-branch")
     store = SnapshotStore(LocalBlobStore(xata_env), "sample", "no-such-branch")
-    trigger.RunLock.for_store(store).acquire("handler-fail-1")
+    RunLock.for_store(store).reserve("handler-fail-1")
     with pytest.raises(trigger.JobFailed, match="run handler-fail-1 failed") as raised:
         invoke("sync_worker", {"runId": "handler-fail-1", "mode": "incremental"})
     assert os.environ["XATA_API_KEY"] not in str(raised.value)
-    assert trigger.RunLock.for_store(store).holder() is None
+    assert RunLock.for_store(store).holder() is None
     doc = sync_run(local_convex, "handler-fail-1")
     assert doc["status"] == "failed"
 
@@ -448,10 +487,10 @@ def test_a_postgres_url_naming_another_folder_than_xata_database_url_fails_clear
     with pytest.raises(trigger.JobFailed, match=expected) as export_failure:
         invoke("export_snapshot", {})
     store = SnapshotStore(LocalBlobStore(tmp_path / "snapshots"), "other", "main")
-    trigger.RunLock.for_store(store).acquire("pg-mismatch-1")
+    RunLock.for_store(store).reserve("pg-mismatch-1")
     with pytest.raises(trigger.JobFailed, match=expected) as worker_failure:
         invoke("sync_worker", {"runId": "pg-mismatch-1", "mode": "incremental"})
-    assert trigger.RunLock.for_store(store).holder() is None
+    assert RunLock.for_store(store).holder() is None
     report = store.read_run_report("pg-mismatch-1")
     assert report is not None and report["status"] == "failed" and expected in report["error"]
     for failure in (export_failure, worker_failure):

@@ -269,7 +269,7 @@ def test_one_worker_at_a_time_with_failures_sent_to_sqs() -> None:
     }
     assert TEMPLATE["Globals"]["Function"]["Timeout"] == 900
     # The lease outlives the longest worker, so a crashed run's lock frees itself but a live one is kept.
-    from xata2convex.trigger import DEFAULT_LEASE_SECONDS
+    from xata2convex.lock import DEFAULT_LEASE_SECONDS
 
     assert DEFAULT_LEASE_SECONDS > 900
     trigger_env = RESOURCES["TriggerFunction"]["Properties"]["Environment"]["Variables"]

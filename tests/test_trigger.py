@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,9 @@ import pytest
 from tests.fixtures.trigger import TEST_TRIGGER_SECRET, signed_headers, sync_run, trigger_body
 from xata2convex import trigger
 from xata2convex.config import Config, ConfigError
+from xata2convex.lock import RunLock
 from xata2convex.snapshot import SnapshotStore
-from xata2convex.storage import Blob, BlobStore, LocalBlobStore, PreconditionFailed, open_blob_store
+from xata2convex.storage import BlobStore, LocalBlobStore
 from xata2convex.sync import SyncOptions
 from xata2convex_local.convex_server import LocalConvex
 
@@ -132,6 +132,11 @@ def test_a_valid_body_parses_with_incremental_as_the_default_mode() -> None:
         (b'{"runId": 12}', "runId must match"),
         (b'{"runId": "r-1", "mode": "partial"}', "mode must be"),
         (b'{"runId": "r-1", "extra": 1}', "unknown field.*extra"),
+        (b'{"runId": "r-1", "runId": "r-2"}', "each field once"),
+        (b"[" * 4000, "not valid UTF-8 JSON"),  # deep nesting: RecursionError in the parser
+        (b'{"runId": ' * 300 + b'"r"' + b"}" * 300, "runId must match"),
+        (b'{"runId": "r-1", "mode": "' + b"f" * 5000 + b'"}', "larger than 4096 bytes"),
+        (b'{"runId": ' + b"9" * 4000 + b"}", "runId must match"),
     ],
 )
 def test_bad_bodies_are_refused_with_the_reason(body: bytes, message: str) -> None:
@@ -140,91 +145,7 @@ def test_bad_bodies_are_refused_with_the_reason(body: bytes, message: str) -> No
     assert raised.value.status == 400
 
 
-# --- run lock and replay guard, on a local folder and on S3 (moto over a socket) ---------------
-
-
-class Clock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(params=["local", "s3"])
-def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
-    if request.param == "local":
-        return LocalBlobStore(tmp_path)
-    bucket = request.getfixturevalue("s3_bucket")
-    return open_blob_store(f"s3://{bucket}/prefix")
-
-
-def lock_on(blobs: BlobStore, clock: Clock, lease: float = 100) -> trigger.RunLock:
-    return trigger.RunLock(blobs, "db/main/state/lock.json", lease_seconds=lease, clock=clock)
-
-
-def test_one_run_holds_the_lock_until_it_releases_it(blobs: BlobStore) -> None:
-    clock = Clock()
-    lock = lock_on(blobs, clock)
-    lock.acquire("run-a")
-    assert lock.holder() == "run-a"
-    with pytest.raises(trigger.RunInProgress, match="run run-a is in progress") as raised:
-        lock.acquire("run-b")
-    assert raised.value.status == 409
-    assert lock.release("run-b") is False  # not the holder: nothing happens
-    assert lock.holder() == "run-a"
-    assert lock.release("run-a") is True
-    assert lock.holder() is None
-    lock.acquire("run-b")
-    assert lock.holder() == "run-b"
-
-
-def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_release_it(blobs: BlobStore) -> None:
-    clock = Clock()
-    lock = lock_on(blobs, clock, lease=100)
-    lock.acquire("crashed-run")
-    clock.now += 99
-    with pytest.raises(trigger.RunInProgress):
-        lock.acquire("too-early")
-    clock.now += 2
-    assert lock.holder() is None
-    lock.acquire("next-run")
-    assert lock.holder() == "next-run"
-    assert lock.release("crashed-run") is False
-    assert lock.holder() == "next-run"
-
-
-class _Racing:
-    """A blob store on which a competitor writes the lock between our read and our conditional write."""
-
-    def __init__(self, inner: BlobStore, competitor: Callable[[], None]) -> None:
-        self.inner, self.competitor, self.raced = inner, competitor, False
-
-    def get(self, key: str) -> Blob | None:
-        blob = self.inner.get(key)
-        if not self.raced:
-            self.raced = True
-            self.competitor()
-        return blob
-
-    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
-        return self.inner.put(key, data, if_none_match=if_none_match, if_match=if_match)
-
-    def describe(self, key: str) -> str:
-        return self.inner.describe(key)
-
-
-@pytest.mark.parametrize("first_use", [True, False], ids=["create", "replace"])
-def test_two_triggers_racing_for_the_lock_cannot_both_win(blobs: BlobStore, first_use: bool) -> None:
-    clock = Clock()
-    if not first_use:
-        lock_on(blobs, clock).acquire("earlier")
-        lock_on(blobs, clock).release("earlier")
-    racing = _Racing(blobs, lambda: lock_on(blobs, clock).acquire("winner"))
-    loser = trigger.RunLock(racing, "db/main/state/lock.json", lease_seconds=100, clock=clock)  # type: ignore[arg-type]
-    with pytest.raises(trigger.RunInProgress, match="same moment"):
-        loser.acquire("loser")
-    assert lock_on(blobs, clock).holder() == "winner"
+# --- replay guard, on a local folder and on S3 (moto over a socket) ----------------------------
 
 
 def test_a_run_id_is_claimed_once(blobs: BlobStore) -> None:
@@ -236,15 +157,6 @@ def test_a_run_id_is_claimed_once(blobs: BlobStore) -> None:
     trigger.claim_run_id(store, trigger.TriggerRequest("run-2"), NOW)
     marker = blobs.get("db/main/triggers/run-1.json")
     assert marker is not None and json.loads(marker.data)["mode"] == "incremental"
-
-
-def test_the_local_store_refuses_a_replace_of_a_changed_object(tmp_path: Path) -> None:
-    """The conditional write the lock relies on, checked at the storage level."""
-    blobs = LocalBlobStore(tmp_path)
-    etag = blobs.put("k", b"1", if_none_match=True)
-    blobs.put("k", b"22", if_match=etag)
-    with pytest.raises(PreconditionFailed):
-        blobs.put("k", b"333", if_match=etag)
 
 
 # --- admission ---------------------------------------------------------------------------------
@@ -262,7 +174,7 @@ def test_accept_checks_in_order_and_releases_the_lock_when_the_worker_cannot_sta
             signed_headers(body, timestamp=NOW), body, secret=TEST_TRIGGER_SECRET, store=store,
             start=broken_start, now=NOW,
         )  # fmt: skip
-    assert trigger.RunLock.for_store(store).holder() is None
+    assert RunLock.for_store(store).holder() is None
     started: list[trigger.TriggerRequest] = []
     body2 = trigger_body("run-2", "full")
     accepted = trigger.accept_trigger(
@@ -270,12 +182,12 @@ def test_accept_checks_in_order_and_releases_the_lock_when_the_worker_cannot_sta
         start=started.append, now=NOW,
     )  # fmt: skip
     assert accepted == trigger.TriggerRequest("run-2", "full") and started == [accepted]
-    assert trigger.RunLock.for_store(store).holder() == "run-2"
+    assert RunLock.for_store(store).holder() == "run-2"
 
 
 def test_a_trigger_refused_because_a_run_is_in_progress_is_recorded_in_runs(tmp_path: Path) -> None:
     store = SnapshotStore(LocalBlobStore(tmp_path), "db", "main")
-    trigger.RunLock.for_store(store).acquire("running-run")
+    RunLock.for_store(store).reserve("running-run")
     body = trigger_body("second")
     with pytest.raises(trigger.RunInProgress):
         trigger.accept_trigger(
@@ -304,7 +216,7 @@ def worker_config(root: Path, convex: LocalConvex) -> Config:
 def store_held_by(root: Path, run_id: str) -> SnapshotStore:
     """The worker's snapshot folder with `run_id` holding the run lock, as the trigger leaves it."""
     store = SnapshotStore(LocalBlobStore(root), "sample", "main")
-    trigger.RunLock.for_store(store).acquire(run_id)
+    RunLock.for_store(store).reserve(run_id)
     return store
 
 
@@ -315,7 +227,7 @@ def test_the_worker_runs_export_and_sync_under_the_run_id_and_releases_the_lock(
     store = store_held_by(tmp_path, "worker-ok-1")
     seen: list[SyncOptions] = []
 
-    def job(cfg: Config, options: SyncOptions) -> dict[str, Any]:
+    def job(cfg: Config, options: SyncOptions, **_: Any) -> dict[str, Any]:
         seen.append(options)
         assert sync_run(local_convex, "worker-ok-1")["status"] == "running"  # recorded before the work
         return {"runId": options.run_id, "status": "succeeded", "snapshotId": "s1", "tables": {}}
@@ -323,7 +235,7 @@ def test_the_worker_runs_export_and_sync_under_the_run_id_and_releases_the_lock(
     report = trigger.run_worker(config, trigger.TriggerRequest("worker-ok-1", "full"), job=job)
     assert report["status"] == "succeeded"
     assert seen == [SyncOptions(run_id="worker-ok-1", full=True)]
-    assert trigger.RunLock.for_store(store).holder() is None
+    assert RunLock.for_store(store).holder() is None
 
 
 def test_a_failed_run_is_recorded_scrubbed_in_convex_and_runs_and_frees_the_lock(
@@ -332,7 +244,7 @@ def test_a_failed_run_is_recorded_scrubbed_in_convex_and_runs_and_frees_the_lock
     config = worker_config(tmp_path, local_convex)
     store = store_held_by(tmp_path, "worker-fail-1")
 
-    def job(cfg: Config, options: SyncOptions) -> dict[str, Any]:
+    def job(cfg: Config, options: SyncOptions, **_: Any) -> dict[str, Any]:
         raise RuntimeError(f"upstream said: bad key {FAKE_XATA_KEY} / {local_convex.deploy_key}")
 
     report = trigger.run_worker(config, trigger.TriggerRequest("worker-fail-1"), job=job)
@@ -341,7 +253,7 @@ def test_a_failed_run_is_recorded_scrubbed_in_convex_and_runs_and_frees_the_lock
     doc = sync_run(local_convex, "worker-fail-1")
     assert doc["status"] == "failed" and doc["error"] == report["error"] and doc["finishedAt"] > 0
     assert store.read_run_report("worker-fail-1") == report
-    assert trigger.RunLock.for_store(store).holder() is None
+    assert RunLock.for_store(store).holder() is None
     out = capfd.readouterr()
     everything = "\n".join([*log_records, out.out, out.err])
     assert "worker-fail-1 failed" in everything
@@ -355,14 +267,14 @@ def test_a_worker_without_the_lock_does_nothing(tmp_path: Path, local_convex: Lo
     store = store_held_by(tmp_path, "the-holder")
     calls: list[SyncOptions] = []
 
-    def job(cfg: Config, options: SyncOptions) -> dict[str, Any]:
+    def job(cfg: Config, options: SyncOptions, **_: Any) -> dict[str, Any]:
         calls.append(options)
         return {}
 
     report = trigger.run_worker(config, trigger.TriggerRequest("a-duplicate"), job=job)
     assert report["status"] == "rejected" and "holder: the-holder" in report["error"]
     assert calls == []
-    assert trigger.RunLock.for_store(store).holder() == "the-holder"
+    assert RunLock.for_store(store).holder() == "the-holder"
 
 
 def test_a_worker_that_cannot_open_its_store_reports_the_failure(local_convex: LocalConvex) -> None:

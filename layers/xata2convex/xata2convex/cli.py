@@ -16,6 +16,7 @@ import click
 from . import jobs
 from .config import Config, scrub
 from .errors import explain, secrets_of
+from .lock import LockBusy
 from .model import XataToConvexError
 from .schemagen import write_convex_module
 from .sync import SyncOptions, diff_snapshots
@@ -108,7 +109,8 @@ def build_config(kwargs: dict[str, Any]) -> Config:
 
 def report_error(meta: dict[str, Any], exc: Exception) -> NoReturn:
     """Every failure leaves here: one line `error: …` on stderr (and `{"error": …}` on stdout with
-    --json), exit 1. An unexpected error also says so; its traceback shows under -v."""
+    --json), exit 1 (3 when another run holds the run lock). An unexpected error also says so; its
+    traceback shows under -v."""
     message = explain(exc, meta.get("config"))
     if message is None:
         if meta.get("verbose"):
@@ -120,7 +122,7 @@ def report_error(meta: dict[str, Any], exc: Exception) -> NoReturn:
     if meta.get("as_json"):
         click.echo(json.dumps({"error": message}, ensure_ascii=False))
     click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+    sys.exit(3 if isinstance(exc, LockBusy) else 1)
 
 
 class Cli(click.Group):

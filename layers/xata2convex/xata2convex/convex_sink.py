@@ -219,8 +219,10 @@ class MirrorWriter:
         max_bytes: int = 4 * 1024 * 1024,
         max_read_bytes: int = 8 * 1024 * 1024,
         stop_after_batches: int | None = None,
+        before_write: Callable[[], None] = lambda: None,
     ) -> None:
         self.convex = convex
+        self.before_write = before_write  # the run lock's checkpoint: raises once the lease is lost
         self.max_documents = max_documents
         self.max_bytes = max_bytes
         self.max_read_bytes = max_read_bytes
@@ -249,6 +251,7 @@ class MirrorWriter:
         """Run `op` on `batch`, then on what it left unprocessed, until all is done."""
         while batch:
             self._count_batch()
+            self.before_write()
             result: dict[str, Any] = self.convex.call(op, {"table": table, key: batch})
             # a mirror deployed before `processed` existed always did the whole batch
             processed = int(result.get("processed", len(batch)))

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
 from .config import Config, ConfigError, scrub
 from .convex_sink import ConvexHttp, ConvexSinkAction, ConvexTransport, MirrorWriter
 from .export import export_snapshot
+from .lock import HeldLease, holding
 from .mirror import epoch_ms
 from .model import SnapshotError, SnapshotManifest, Source, XataToConvexError
 from .snapshot import SnapshotStore
 from .state import Progress, StateFileError
 from .storage import open_blob_store
-from .sync import Sync, SyncOptions
+from .sync import Sync, SyncOptions, new_run_id
 from .verify import verify_snapshot
 from .xata_source import XataSdkSource, XataSettings, parse_database_url
 
 log = logging.getLogger(__name__)
+FINAL_STATUSES = ("succeeded", "partial", "failed")
 
 
 def open_source(config: Config) -> Source:
@@ -87,23 +91,35 @@ def open_convex(config: Config) -> ConvexTransport:
     )
 
 
-def run_sync(config: Config, options: SyncOptions, *, trigger: str | None = None) -> dict[str, Any]:
-    """Apply the newest (or a chosen) snapshot to Convex; the report goes to S3 runs/ and Convex syncRuns."""
+def run_sync(
+    config: Config, options: SyncOptions, *, trigger: str | None = None, lease: HeldLease | None = None
+) -> dict[str, Any]:
+    """Apply the newest (or a chosen) snapshot to Convex; the report goes to S3 runs/ and Convex syncRuns.
+
+    Writes only while holding the run lock: `lease` when the caller holds it (`run`, the worker), else
+    taken here (LockBusy when another run holds it). A dry run writes nothing and takes no lock.
+    """
     store = open_store(config)
     if options.dry_run:  # reads Convex (drift, --full's listing) when it is configured, writes nothing
         reader = MirrorWriter(open_convex(config)) if convex_configured(config) else None
         return Sync(store, reader, options).run().to_json()
     convex = open_convex(config)
-    sync = Sync(store, MirrorWriter(convex, stop_after_batches=options.stop_after_batches), options)
-    record_run(convex, {"runId": sync.run_id, "status": "running", "mode": options.mode}, trigger)
-    close_dead_run(store, convex, sync.run_id)
-    try:
-        report = sync.run().to_json()
-    except Exception as exc:
-        failed = {"runId": sync.run_id, "status": "failed", "error": scrub(str(exc), config.secrets())}
-        record_run(convex, failed)
-        store.write_run_report(sync.run_id, failed)
-        raise
+    run_id = options.run_id or new_run_id()
+    with run_lock(store, convex, run_id, lease) as held:
+        store.before_state_write = held.ensure_held
+        writer = MirrorWriter(
+            convex, stop_after_batches=options.stop_after_batches, before_write=held.ensure_held
+        )
+        sync = Sync(store, writer, replace(options, run_id=run_id))
+        record_run(convex, {"runId": sync.run_id, "status": "running", "mode": options.mode}, trigger)
+        close_dead_run(store, convex, sync.run_id)
+        try:
+            report = sync.run().to_json()
+        except Exception as exc:
+            failed = {"runId": sync.run_id, "status": "failed", "error": scrub(str(exc), config.secrets())}
+            record_run(convex, failed)
+            store.write_run_report(sync.run_id, failed)
+            raise
     try:
         record_run(convex, report, trigger)
     except XataToConvexError as exc:  # the run itself is done and reported in S3 runs/: keep it so
@@ -116,11 +132,55 @@ def run_sync(config: Config, options: SyncOptions, *, trigger: str | None = None
 
 
 def run_export_and_sync(
-    config: Config, options: SyncOptions, *, trigger: str | None = None
+    config: Config, options: SyncOptions, *, trigger: str | None = None, lease: HeldLease | None = None
 ) -> dict[str, Any]:
-    """`run`: a fresh snapshot, then the sync of exactly that snapshot."""
-    manifest = run_export(config)
-    return run_sync(config, replace(options, snapshot_id=manifest.snapshot_id), trigger=trigger)
+    """`run`: a fresh snapshot, then the sync of exactly that snapshot, both under one hold of the lock."""
+    if options.dry_run:
+        manifest = run_export(config)
+        return run_sync(config, replace(options, snapshot_id=manifest.snapshot_id), trigger=trigger)
+    run_id = options.run_id or new_run_id()
+    with run_lock(open_store(config), open_convex(config), run_id, lease) as held:
+        manifest = run_export(config)
+        chosen = replace(options, run_id=run_id, snapshot_id=manifest.snapshot_id)
+        return run_sync(config, chosen, trigger=trigger, lease=held)
+
+
+@contextmanager
+def run_lock(
+    store: SnapshotStore, convex: ConvexTransport, run_id: str, held: HeldLease | None = None
+) -> Iterator[HeldLease]:
+    """`held` if the caller holds the lock already; else the lock taken here for run_id (closing the
+    run whose expired lease it took over), renewed while the block runs, released after it."""
+    if held is not None:
+        yield held
+        return
+    with holding(store, run_id) as lease:
+        close_taken_over(store, convex, lease)
+        yield lease
+
+
+def close_taken_over(store: SnapshotStore, convex: ConvexTransport, lease: HeldLease) -> None:
+    """The run whose expired lease `lease` took over died holding it, maybe mid-export with no
+    progress.json: give it its final status, naming the run that took over (from its progress.json
+    when it left one, else its own report when it wrote one, else `failed`)."""
+    dead = lease.took_over_from
+    if not dead or dead == lease.run_id:
+        return
+    try:
+        left = store.read_progress()
+    except StateFileError:
+        left = None  # close_dead_run says why; the dead run is still named by the lock
+    if left is not None and left.run_id == dead:
+        _close(store, convex, dead_run_report(store, left, lease.run_id))
+        return
+    own = store.read_run_report(dead)
+    if own is None or own.get("status") not in FINAL_STATUSES:
+        error = (
+            f"stopped before finishing (crash or timeout): its run lock lease ran out and run "
+            f"{lease.run_id} took the lock over"
+        )
+        own = {"runId": dead, "status": "failed", "error": error}
+    _close(store, convex, own)
 
 
 def close_dead_run(store: SnapshotStore, convex: ConvexTransport, run_id: str) -> None:
@@ -133,10 +193,14 @@ def close_dead_run(store: SnapshotStore, convex: ConvexTransport, run_id: str) -
         return
     if left is None or left.run_id == run_id:
         return
-    report = dead_run_report(store, left, run_id)
+    _close(store, convex, dead_run_report(store, left, run_id))
+
+
+def _close(store: SnapshotStore, convex: ConvexTransport, report: dict[str, Any]) -> None:
+    """Give a dead run its final status in syncRuns, and in runs/ unless it wrote its own report."""
     record_run(convex, report)
-    if store.read_run_report(left.run_id) is None:
-        store.write_run_report(left.run_id, report)
+    if store.read_run_report(report["runId"]) is None:
+        store.write_run_report(report["runId"], report)
 
 
 def dead_run_report(store: SnapshotStore, left: Progress, by_run_id: str) -> dict[str, Any]:
@@ -144,7 +208,7 @@ def dead_run_report(store: SnapshotStore, left: Progress, by_run_id: str) -> dic
     died before closing), else `succeeded` (`partial` with refused records) when progress shows it
     applied every table of its snapshot and died before its report, else `failed`."""
     own = store.read_run_report(left.run_id)
-    if own is not None and own.get("status") in ("succeeded", "partial", "failed"):
+    if own is not None and own.get("status") in FINAL_STATUSES:
         return own
     try:
         tables = [t.name for t in store.read_manifest(left.snapshot_id).tables]

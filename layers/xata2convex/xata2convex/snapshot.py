@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -148,6 +148,9 @@ class SnapshotStore:
         self.database = database
         self.branch = branch
         self.base = f"{database}/{branch}/"
+        # The run lock's checkpoint (lock.HeldLease.ensure_held), called before every state write so a
+        # run that lost its lease stops before it writes; a no-op for readers.
+        self.before_state_write: Callable[[], None] = lambda: None
 
     # --- keys ---
     def snapshot_key(self, snapshot_id: str, name: str) -> str:
@@ -289,6 +292,7 @@ class SnapshotStore:
 
     def write_state(self, state: AppliedState, *, expected_etag: str | None) -> str:
         key = self.state_key()
+        self.before_state_write()
         if expected_etag is None:
             return self.blobs.put(key, json_bytes(state.to_json()), if_none_match=True)
         return self.blobs.put(key, json_bytes(state.to_json()), if_match=expected_etag)
@@ -303,11 +307,11 @@ class SnapshotStore:
         return None if blob is None else Progress.parse(blob.data, self.describe(self.progress_key()))
 
     def write_progress(self, progress: Progress) -> None:
-        self.blobs.put(
-            self.progress_key(), json_bytes(progress.to_json())
-        )  # one run at a time holds the lock
+        self.before_state_write()
+        self.blobs.put(self.progress_key(), json_bytes(progress.to_json()))  # the run lock holder only
 
     def clear_progress(self) -> None:
+        self.before_state_write()
         self.blobs.delete(self.progress_key())
 
     def run_key(self, run_id: str) -> str:

@@ -1,11 +1,14 @@
 """Where snapshot files live: a local folder or S3, behind one small interface.
 
 Writes stream (S3 multipart above one part), so memory is bounded by a part, not a file.
-Conditional writes (create-only, or replace-if-unchanged) guard the state file and the run lock.
+Conditional writes (create-only, or replace-if-unchanged) guard the state file and the run lock; on
+both stores they are atomic: of two racing writers with the same precondition, exactly one wins.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import io
 import os
 import tempfile
@@ -27,6 +30,7 @@ class PreconditionFailed(SnapshotError):
 class Blob:
     data: bytes
     etag: str
+    modified: float  # when the object was last written (epoch seconds)
 
 
 class BlobStore(Protocol):
@@ -86,33 +90,38 @@ class LocalBlobStore:
 
     def get(self, key: str) -> Blob | None:
         try:
-            data = self._path(key).read_bytes()
+            with self._path(key).open("rb") as fh:
+                data, modified = fh.read(), os.fstat(fh.fileno()).st_mtime
         except FileNotFoundError:
             return None
-        return Blob(data, self._etag(key))
-
-    def _etag(self, key: str) -> str:
-        stat = self._path(key).stat()
-        return f"{stat.st_mtime_ns}-{stat.st_size}"
+        return Blob(data, _content_etag(data), modified)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    @staticmethod
+    def _current_etag(path: Path) -> str | None:
+        try:
+            return _content_etag(path.read_bytes())
+        except FileNotFoundError:
+            return None
+
     def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if if_none_match:
-            try:
-                with path.open("xb") as fh:
-                    fh.write(data)
-            except FileExistsError as exc:
-                raise PreconditionFailed(f"{self.describe(key)} already exists") from exc
-        else:
-            if if_match is not None and (not self.exists(key) or self._etag(key) != if_match):
+        if not if_none_match and if_match is None:
+            with _AtomicLocalFile(path) as fh:
+                fh.write(data)
+            return _content_etag(data)
+        # The check and the rename are one step for every conditional writer, threads and processes
+        # alike. A key is written either always conditionally (state, lock) or never (progress).
+        with _directory_locked(path.parent):
+            if if_none_match and path.exists():
+                raise PreconditionFailed(f"{self.describe(key)} already exists")
+            if if_match is not None and self._current_etag(path) != if_match:
                 raise PreconditionFailed(f"{self.describe(key)} changed since it was read")
             with _AtomicLocalFile(path) as fh:
                 fh.write(data)
-        return self._etag(key)
+        return _content_etag(data)
 
     def list_dirs(self, prefix: str) -> list[str]:
         base = self._path(prefix)
@@ -122,6 +131,25 @@ class LocalBlobStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+
+def _content_etag(data: bytes) -> str:
+    """The local store's etag: a digest of the bytes, so any write that changes them changes it (a
+    modification time and size would not: two same-size writes within one clock tick look alike)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@contextmanager
+def _directory_locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive flock on the directory itself (no lock files to leave behind); it is released
+    when the descriptor closes, also when the process dies."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class _AtomicLocalFile(AbstractContextManager[IO[bytes]]):
@@ -189,7 +217,7 @@ class S3BlobStore:
             obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
         except self.client.exceptions.NoSuchKey:
             return None
-        return Blob(obj["Body"].read(), obj["ETag"])
+        return Blob(obj["Body"].read(), obj["ETag"], obj["LastModified"].timestamp())
 
     def exists(self, key: str) -> bool:
         try:

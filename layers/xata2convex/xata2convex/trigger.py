@@ -3,8 +3,9 @@
 Admission happens in the Function URL handler, before it answers 202:
   1. the HMAC signature over "<timestamp>.<raw body>" and the 300 s window (else 401);
   2. the replay guard: a create-only marker per run id under `triggers/` (a run id seen before: 409);
-  3. the run lock `state/lock.json`, a conditional-write lease (a run in progress: 409).
-The worker (`run_worker`) then exports and syncs under that run id and always releases the lock.
+  3. the run lock `state/lock.json` (lock.py), reserved for the run id (a run in progress: 409).
+The worker (`run_worker`) claims that reservation, exports and syncs under the run id while renewing
+the lease, and always releases the lock.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from . import jobs
 from .config import Config, ConfigError, load_secret, scrub
+from .lock import DEFAULT_LEASE_SECONDS, LockBusy, RunLock, iso
 from .model import XataToConvexError
 from .signing import (
     MAX_SKEW_SECONDS,
@@ -31,14 +32,13 @@ from .signing import (
     compute_signature,
 )
 from .snapshot import SnapshotStore, json_bytes
-from .storage import BlobStore, PreconditionFailed
+from .storage import PreconditionFailed
 from .sync import SyncOptions
 from .xata_source import parse_database_url
 
 log = logging.getLogger(__name__)
 
-# Covers the worker's 900 s timeout plus a start delay; a crashed worker's lock frees itself after it.
-DEFAULT_LEASE_SECONDS = 1200.0
+MAX_BODY_BYTES = 4096  # the documented body is under 200 bytes
 # Run ids become object keys, so they are restricted to characters safe in S3 keys and file names.
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 Mode = Literal["incremental", "full"]
@@ -124,11 +124,21 @@ def verify_signature(
         raise BadSignature("signature does not match")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise ValueError("a field is given twice")
+    return data
+
+
 def parse_request(body: bytes) -> TriggerRequest:
+    """The documented body or TriggerRejected (400): never another exception, whatever the bytes."""
+    if len(body) > MAX_BODY_BYTES:
+        raise TriggerRejected(f"the body is larger than {MAX_BODY_BYTES} bytes")
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise TriggerRejected("the body is not valid UTF-8 JSON") from exc
+        data = json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deep nesting
+        raise TriggerRejected("the body is not valid UTF-8 JSON with each field once") from None
     return TriggerRequest.from_json(data)
 
 
@@ -148,88 +158,12 @@ def load_trigger_secret(env: Mapping[str, str] | None = None) -> str:
     return loaded
 
 
-# --- run lock and replay guard ---------------------------------------------------------------
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-class RunLock:
-    """One run at a time per database branch: a lease object written only by conditional writes.
-
-    The object stays after release (marked released), so every later acquire is a replace-if-unchanged
-    write and two racing triggers cannot both win.
-    """
-
-    def __init__(
-        self,
-        blobs: BlobStore,
-        key: str,
-        *,
-        lease_seconds: float = DEFAULT_LEASE_SECONDS,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.blobs, self.key, self.lease_seconds, self.clock = blobs, key, lease_seconds, clock
-
-    @classmethod
-    def for_store(cls, store: SnapshotStore, **kwargs: Any) -> RunLock:
-        return cls(store.blobs, f"{store.base}state/lock.json", **kwargs)
-
-    def _read(self) -> tuple[dict[str, Any], str | None]:
-        blob = self.blobs.get(self.key)
-        if blob is None:
-            return {}, None
-        try:
-            held = json.loads(blob.data)
-        except ValueError:
-            log.warning("run lock %s is unreadable; treating it as free", self.blobs.describe(self.key))
-            held = {}
-        return (held if isinstance(held, dict) else {}), blob.etag
-
-    def _active(self, held: dict[str, Any]) -> bool:
-        return (
-            bool(held.get("runId")) and not held.get("releasedAt") and held.get("expiresAt", 0) > self.clock()
-        )
-
-    def holder(self) -> str | None:
-        """The run id holding an unexpired lease, if any."""
-        held, _ = self._read()
-        return str(held["runId"]) if self._active(held) else None
-
-    def acquire(self, run_id: str) -> None:
-        held, etag = self._read()
-        if self._active(held):
-            raise RunInProgress(f"run {held['runId']} is in progress (lease until {_iso(held['expiresAt'])})")
-        now = self.clock()
-        lease = {"runId": run_id, "acquiredAt": now, "expiresAt": now + self.lease_seconds}
-        try:
-            if etag is None:
-                self.blobs.put(self.key, json_bytes(lease), if_none_match=True)
-            else:
-                self.blobs.put(self.key, json_bytes(lease), if_match=etag)
-        except PreconditionFailed as exc:
-            raise RunInProgress("another trigger took the run lock at the same moment") from exc
-        if held.get("runId") and not held.get("releasedAt"):
-            log.warning("run %s took over the expired lock of run %s", run_id, held["runId"])
-
-    def release(self, run_id: str) -> bool:
-        """Release the lease if run_id still holds it; False if it was lost (expired and taken over)."""
-        held, etag = self._read()
-        if etag is None or held.get("runId") != run_id or held.get("releasedAt"):
-            log.warning("run %s no longer holds the run lock; nothing to release", run_id)
-            return False
-        try:
-            self.blobs.put(self.key, json_bytes({**held, "releasedAt": self.clock()}), if_match=etag)
-        except PreconditionFailed:
-            log.warning("run %s lost the run lock before releasing it", run_id)
-            return False
-        return True
+# --- replay guard -----------------------------------------------------------------------------
 
 
 def claim_run_id(store: SnapshotStore, request: TriggerRequest, now: float) -> None:
     """Replay guard: the first request with a run id creates its marker; any later one gets 409."""
-    marker = {**request.to_json(), "receivedAt": _iso(now)}
+    marker = {**request.to_json(), "receivedAt": iso(now)}
     try:
         store.blobs.put(f"{store.base}triggers/{request.run_id}.json", json_bytes(marker), if_none_match=True)
     except PreconditionFailed as exc:
@@ -256,14 +190,14 @@ def accept_trigger(
     claim_run_id(store, request, now)
     lock = RunLock.for_store(store, lease_seconds=lease_seconds)
     try:
-        lock.acquire(request.run_id)
-    except RunInProgress as exc:
+        lock.reserve(request.run_id)
+    except LockBusy as exc:
         # The refused run keeps an audit record in runs/ beside the real ones.
         store.write_run_report(
             request.run_id,
-            {**request.to_json(), "status": "rejected", "error": str(exc), "finishedAt": _iso(now)},
+            {**request.to_json(), "status": "rejected", "error": str(exc), "finishedAt": iso(now)},
         )
-        raise
+        raise RunInProgress(str(exc)) from exc
     try:
         start(request)
     except BaseException:
@@ -278,8 +212,15 @@ _local_workers: list[threading.Thread] = []
 
 
 def start_worker(request: TriggerRequest) -> None:
-    """The one place deciding how a run starts: async invoke of the worker Lambda, else a local thread."""
+    """The one place deciding how a run starts: async invoke of the worker Lambda, else (outside Lambda:
+    `local trigger`, tests) a thread of this process. Inside Lambda a thread would be frozen after the
+    answer and killed at the timeout, so a missing WORKER_FUNCTION_NAME there is an error."""
     function_name = os.environ.get("WORKER_FUNCTION_NAME")
+    if not function_name and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        raise ConfigError(
+            "missing setting: WORKER_FUNCTION_NAME (inside Lambda a run starts only as the worker Lambda; "
+            "the template sets it to SyncWorkerFunction)"
+        )
     if function_name:
         import boto3
 
@@ -326,17 +267,19 @@ def run_worker(
         store = jobs.open_store(config)
     except Exception as exc:
         return _failed(config, None, request, exc)
-    lock = RunLock.for_store(store)
-    holder = lock.holder()
-    if holder != request.run_id:
-        # A duplicate delivery of the async event, or a start so late that the lease expired.
-        message = f"run {request.run_id} does not hold the run lock (holder: {holder or 'none'}); not started"
-        log.warning(message)
-        return {**request.to_json(), "status": "rejected", "error": message}
     try:
-        jobs.record_run(jobs.open_convex(config), {**request.to_json(), "status": "running"})
-        options = SyncOptions(run_id=request.run_id, full=request.mode == "full")
-        report = job(config, options)
+        lease = RunLock.for_store(store).claim(request.run_id)
+    except LockBusy as exc:
+        # A repeated delivery of the async event, or a start so late that the lease expired.
+        log.warning("%s", exc)
+        return {**request.to_json(), "status": "rejected", "error": str(exc)}
+    try:
+        with lease.renewing():
+            convex = jobs.open_convex(config)
+            jobs.record_run(convex, {**request.to_json(), "status": "running"})
+            jobs.close_taken_over(store, convex, lease)
+            options = SyncOptions(run_id=request.run_id, full=request.mode == "full")
+            report = job(config, options, lease=lease)
         log.info(
             "run %s %s: snapshot %s, %s",
             request.run_id,
@@ -348,7 +291,7 @@ def run_worker(
     except Exception as exc:
         return _failed(config, store, request, exc)
     finally:
-        lock.release(request.run_id)
+        lease.release()
 
 
 def check_snapshot_folder(config: Config) -> None:
@@ -394,7 +337,7 @@ def _failed(
 ) -> dict[str, Any]:
     error = str(scrubbed_failure(exc, config))
     log.error("run %s failed: %s", request.run_id, error)
-    report = {**request.to_json(), "status": "failed", "error": error, "finishedAt": _iso(time.time())}
+    report = {**request.to_json(), "status": "failed", "error": error, "finishedAt": iso(time.time())}
     try:
         if record_in_convex:
             jobs.record_run(jobs.open_convex(config), report)
