@@ -5,19 +5,37 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import queue
+import re
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from xata2convex.lock import Lease, LeaseLost, LockBusy, LockUnreadable, RunLock
-from xata2convex.snapshot import json_bytes
+from tests.fixtures.trigger import TEST_TRIGGER_SECRET, signed_headers, sync_run, trigger_body
+from tests.fixtures.xata import XataStandInFactory
+from tests.test_sync import seed_schema
+from xata2convex import jobs, trigger
+from xata2convex.config import Config
+from xata2convex.convex_sink import ConvexHttp, MirrorWriter
+from xata2convex.local.convex_server import LocalConvex, project_for_schema
+from xata2convex.local.seedgen import write_bench_seed
+from xata2convex.local.xata_server import XataStandIn
+from xata2convex.lock import DEFAULT_LEASE_SECONDS, Lease, LeaseLost, LockBusy, LockUnreadable, RunLock
+from xata2convex.snapshot import SnapshotStore, json_bytes
 from xata2convex.storage import Blob, BlobStore, LocalBlobStore, PreconditionFailed, open_blob_store
+from xata2convex.sync import SyncOptions
 
 NOW = 1_764_417_600.0
 KEY = "db/main/state/lock.json"
+CLI = str(Path(sys.executable).parent / "xata2convex")
 
 
 class Clock:
@@ -316,3 +334,175 @@ def test_a_damaged_lock_counts_as_held_for_one_lease_then_is_taken_over(tmp_path
     held = lock.acquire("next")
     assert held.took_over_from is None and lock.holder() == "next"
     assert json.loads((tmp_path / KEY).read_bytes())["runId"] == "next"
+
+
+# --- through the real CLI, jobs and worker, with the stand-ins over sockets -------------------------
+
+
+@dataclass
+class Branch:
+    """One database branch end to end: the Xata stand-in, a local Convex, a snapshot folder."""
+
+    xata: XataStandIn
+    convex: LocalConvex
+    env: dict[str, str]
+
+    @property
+    def config(self) -> Config:
+        return Config.from_env(self.env)
+
+    def store(self) -> SnapshotStore:
+        return jobs.open_store(self.config)
+
+    def lock(self, clock: Callable[[], float] = time.time) -> RunLock:
+        return RunLock.for_store(self.store(), clock=clock)
+
+    def cli(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [CLI, *args], env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+
+    def run_docs(self) -> list[dict[str, Any]]:
+        page = ConvexHttp(self.convex.url, self.convex.deploy_key).query(
+            "syncRuns:list", {"paginationOpts": {"numItems": 200, "cursor": None}}
+        )
+        return list(page["page"])
+
+    def mirrored_ids(self, table: str) -> list[str]:
+        writer = MirrorWriter(jobs.open_convex(self.config))
+        return sorted(d["xata_id"] for d in writer.list_documents(table))
+
+    def assert_convex_holds_exactly_the_source(self) -> None:
+        verified = self.cli("verify").communicate(timeout=120)
+        assert "Convex equals it" in verified[0], verified
+        for table in ("bench_00", "bench_01"):
+            assert self.mirrored_ids(table) == sorted(self.xata.table_ids(table))
+
+
+@pytest.fixture(scope="module")
+def bench_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    seed = tmp_path_factory.mktemp("seed")
+    write_bench_seed(seed, records=1200, tables=2)  # 600 a table: two upsert batches each
+    with project_for_schema(seed_schema(seed)) as project:
+        yield seed, project
+
+
+@pytest.fixture
+def branch(
+    bench_project: tuple[Path, Path], xata_standin: XataStandInFactory, tmp_path: Path
+) -> Iterator[Branch]:
+    seed, project = bench_project
+    with LocalConvex(project) as convex:
+        xata = xata_standin(seed)
+        yield Branch(
+            xata, convex, {**xata.settings(), **convex.settings(), "SNAPSHOT_URI": str(tmp_path / "s")}
+        )
+
+
+def _hold_xata_until(xata: XataStandIn, gate: threading.Event, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Xata request waits for `gate`: the run that reached Xata stays in its export."""
+    respond = xata.respond
+
+    def gated(*args: Any) -> tuple[int, Any, dict[str, str]]:
+        gate.wait(timeout=120)
+        return respond(*args)
+
+    monkeypatch.setattr(xata, "respond", gated)
+
+
+def test_two_runs_started_together_one_exits_3_and_convex_ends_equal_to_the_source(
+    branch: Branch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = threading.Event()
+    _hold_xata_until(branch.xata, gate, monkeypatch)
+    runs = [branch.cli("run", "--json") for _ in range(2)]
+    ended: queue.Queue[subprocess.Popen[str]] = queue.Queue()
+    for process in runs:
+        threading.Thread(target=lambda p=process: (p.wait(), ended.put(p)), daemon=True).start()
+    # The run holding the lock cannot finish before the gate opens, so the first to end is the refused one.
+    refused = ended.get(timeout=120)
+    out, err = refused.communicate()
+    assert refused.returncode == 3, (out, err)
+    gate.set()
+    winner = next(p for p in runs if p is not refused)
+    report_text, winner_err = winner.communicate(timeout=300)
+    assert winner.returncode == 0, winner_err
+    report = json.loads(report_text)
+    until = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    message = rf"run {report['runId']} is in progress \(it holds the run lock until {until}\)"
+    assert re.fullmatch(rf"error: {message}\n", err) and re.search(message, json.loads(out)["error"])
+    assert branch.lock().holder() is None
+    branch.assert_convex_holds_exactly_the_source()
+    assert [d["status"] for d in branch.run_docs()] == ["succeeded"]  # the refused run wrote nothing
+
+
+@pytest.mark.parametrize("next_run", ["cli", "trigger"])
+def test_a_run_killed_mid_export_is_closed_by_the_run_that_takes_its_lock_over(
+    branch: Branch, next_run: str
+) -> None:
+    """The dead run held the lock and said `running` in syncRuns, but left no progress.json."""
+    dead_clock = Clock(time.time() - 2 * DEFAULT_LEASE_SECONDS)
+    branch.lock(dead_clock).reserve("killed-run")
+    branch.lock(dead_clock).claim("killed-run")
+    jobs.record_run(jobs.open_convex(branch.config), {"runId": "killed-run", "status": "running"})
+    assert branch.store().read_progress() is None
+    if next_run == "cli":
+        process = branch.cli("run", "--json")
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+        taker = json.loads(out)["runId"]
+    else:
+        taker = "next-trigger-run"
+        trigger.accept_trigger(
+            signed_headers(trigger_body(taker)), trigger_body(taker), secret=TEST_TRIGGER_SECRET,
+            store=branch.store(), start=lambda request: None,
+        )  # fmt: skip
+        assert trigger.run_worker(branch.config, trigger.TriggerRequest(taker))["status"] == "succeeded"
+    dead = sync_run(branch.convex, "killed-run")
+    assert dead["status"] == "failed" and f"run {taker} took the lock over" in dead["error"]
+    report = branch.store().read_run_report("killed-run")
+    assert report is not None and report["status"] == "failed" and taker in report["error"]
+    assert [d["status"] for d in branch.run_docs() if d["status"] == "running"] == []
+    assert branch.lock().holder() is None
+    branch.assert_convex_holds_exactly_the_source()
+
+
+class Ticking:
+    """A clock that moves `step` seconds every time it is read: a run that takes hours, without sleeps."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = time.time(), step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_long_sync_renews_its_lease_at_each_write_and_keeps_the_lock(branch: Branch) -> None:
+    jobs.run_export(branch.config)
+    clock = Ticking(DEFAULT_LEASE_SECONDS / 3)  # every checkpoint is a third of a lease later
+    held = branch.lock(clock).acquire("long-run")
+    first_expiry = held.lease.expires_at
+    report = jobs.run_sync(branch.config, SyncOptions(run_id="long-run"), lease=held)
+    assert report["status"] == "succeeded" and report["batches"] >= 4
+    assert held.lease.expires_at > first_expiry + 3 * DEFAULT_LEASE_SECONDS  # renewed along the way
+    with pytest.raises(LockBusy, match="run long-run is in progress"):
+        branch.lock(clock).acquire("impatient")
+    assert held.release()
+
+
+def test_a_run_whose_lease_was_taken_over_stops_before_its_first_write(branch: Branch) -> None:
+    jobs.run_export(branch.config)
+    clock = Clock(time.time())
+    stalled = branch.lock(clock).acquire("stalled-run")
+    clock.now += DEFAULT_LEASE_SECONDS + 1  # it stalled past its lease; another run took over
+    branch.lock(clock).acquire("other-run")
+    branch.convex.reset_log()
+    with pytest.raises(LeaseLost, match="run stalled-run lost the run lock"):
+        jobs.run_sync(branch.config, SyncOptions(run_id="stalled-run"), lease=stalled)
+    calls = [e["path"] for e in branch.convex.request_log()]
+    assert "mirror:upsertBatch" not in calls and "mirror:deleteBatch" not in calls
+    assert branch.store().read_state() == (None, None)
+    assert sync_run(branch.convex, "stalled-run")["status"] == "failed"
+    assert branch.lock(clock).holder() == "other-run"
