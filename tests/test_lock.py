@@ -25,13 +25,13 @@ from tests.test_sync import seed_schema
 from xata2convex import jobs, trigger
 from xata2convex.config import Config
 from xata2convex.convex_sink import ConvexHttp, MirrorWriter
-from xata2convex.local.convex_server import LocalConvex, project_for_schema
-from xata2convex.local.seedgen import write_bench_seed
-from xata2convex.local.xata_server import XataStandIn
 from xata2convex.lock import DEFAULT_LEASE_SECONDS, Lease, LeaseLost, LockBusy, LockUnreadable, RunLock
 from xata2convex.snapshot import SnapshotStore, json_bytes
 from xata2convex.storage import Blob, BlobStore, LocalBlobStore, PreconditionFailed, open_blob_store
 from xata2convex.sync import SyncOptions
+from xata2convex_local.convex_server import LocalConvex, project_for_schema
+from xata2convex_local.seedgen import write_bench_seed
+from xata2convex_local.xata_server import XataStandIn
 
 NOW = 1_764_417_600.0
 KEY = "db/main/state/lock.json"
