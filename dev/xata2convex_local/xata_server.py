@@ -263,6 +263,13 @@ class XataStandIn:
         with self._log_lock:
             return list(self._requests)
 
+    def force_values(self, table: str, record_id: str, values: dict[str, Any]) -> None:
+        """Store values in a record as they are, unchecked: what a Xata branch can hold that its
+        write API would refuse (e.g. "yes" in a bool column), for tests of values that do not fit."""
+        with self._data.lock:
+            records = self._data.table(table)
+            records.store({**records.records[record_id], **values})
+
     def table_ids(self, table: str) -> list[str]:
         """The ids of a table's records, in query order (for tests and the demo)."""
         with self._data.lock:

@@ -210,6 +210,11 @@ def render_report(report: dict[str, Any]) -> str:
         lines += [f"    {t['message']}"] if t.get("message") else []
         if t.get("errors"):
             lines.append(f"    {t['rejected']} record(s) not mirrored, e.g. {t['errors'][0]}")
+        for unfit in t.get("notExported", []):
+            lines.append(
+                f"    record {unfit['id']!r} field {unfit['field']!r} not exported: {unfit['reason']}; "
+                "its Convex document is kept until the value is fixed in Xata"
+            )
     lines += [f"  schema drift: {d}" for d in report.get("drift", [])]
     return "\n".join(lines)
 

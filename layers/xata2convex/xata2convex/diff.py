@@ -82,6 +82,7 @@ class TableDiffer:
         old_rows: int = 0,
         different_writers: bool = False,
         retry_ids: frozenset[str] = frozenset(),
+        kept_ids: frozenset[str] = frozenset(),
         partition_rows: int = PARTITION_ROWS,
     ) -> None:
         self.table = table
@@ -97,6 +98,7 @@ class TableDiffer:
         self._normalise = different_writers
         self._partitions = max(1, -(-old_rows // partition_rows))
         self._retry = retry_ids
+        self._kept = kept_ids  # left out of the new snapshot (unfit values): absent, yet not deleted
         by_name = {c.name: c for c in table.snapshot_columns()}
         try:
             self._columns = [by_name[n] for n in self._new_header]
@@ -191,8 +193,9 @@ class TableDiffer:
                 yield from self._decoded(*batch)
         changed -= added
         for gone in hashes:
-            deleted += 1
-            yield Change("deleted", gone)
+            if gone not in self._kept:
+                deleted += 1
+                yield Change("deleted", gone)
         self.result.added += added
         self.result.changed += changed
         self.result.unchanged += unchanged

@@ -129,10 +129,29 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class UnfitValue:
+    """A record left out of a snapshot because one of its values does not fit its column's type
+    (a string in a bool column, NaN in a vector, a lone surrogate). Never coerced: the manifest
+    lists it, and the sync leaves its Convex document as it was until the value is fixed in Xata."""
+
+    record_id: str
+    field: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"id": self.record_id, "field": self.field, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UnfitValue:
+        return cls(str(data["id"]), str(data["field"]), str(data["reason"]))
+
+
 class TableCsv(Protocol):
     """A table's snapshot CSV rendered by the source itself (header first, the codec's cell text)."""
 
     rows: int  # the record count, known once chunks() is exhausted
+    unfit: list[UnfitValue]  # records left out, known once chunks() is exhausted
 
     def chunks(self) -> Iterator[bytes]: ...
 
@@ -152,6 +171,7 @@ class TableManifest:
     columns: tuple[str, ...]
     sha256: str
     bytes: int
+    rejected: tuple[UnfitValue, ...] = ()  # records left out of the file (manifests before: none)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -161,6 +181,7 @@ class TableManifest:
             "columns": list(self.columns),
             "sha256": self.sha256,
             "bytes": self.bytes,
+            "rejected": [r.to_json() for r in self.rejected],
         }
 
     @classmethod
@@ -172,6 +193,7 @@ class TableManifest:
             columns=tuple(data["columns"]),
             sha256=data["sha256"],
             bytes=int(data.get("bytes", 0)),
+            rejected=tuple(UnfitValue.from_json(r) for r in data.get("rejected", ())),
         )
 
 

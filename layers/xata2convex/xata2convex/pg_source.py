@@ -36,7 +36,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from . import codec
-from .model import DatabaseSchema, Record, SourceError, TableSchema, schema_from_xata
+from .model import DatabaseSchema, Record, SourceError, TableSchema, UnfitValue, schema_from_xata
 from .pg_catalog import TablePlan, table_plans
 
 PAGE_SIZE = 1000  # records per page of read_table
@@ -65,6 +65,9 @@ class CsvCopy:
 
     def __init__(self, produce: Callable[[CsvCopy], Generator[bytes, None, None]]) -> None:
         self.rows = 0
+        self.unfit: list[
+            UnfitValue
+        ] = []  # Postgres renders every value in SQL; one that fails fails the COPY
         self._produce = produce
 
     def chunks(self) -> Generator[bytes, None, None]:

@@ -20,6 +20,8 @@ from typing import IO, Any
 
 from . import codec
 from .model import (
+    ID_COLUMN,
+    Column,
     DatabaseSchema,
     Record,
     SnapshotError,
@@ -27,6 +29,7 @@ from .model import (
     TableCsv,
     TableManifest,
     TableSchema,
+    UnfitValue,
     schema_from_xata,
 )
 from .state import AppliedState, Progress
@@ -61,18 +64,56 @@ class _HashingWriter:
 
 
 class RecordsCsv:
-    """A `model.TableCsv` rendered by the codec from pages of decoded records (the SDK source)."""
+    """A `model.TableCsv` rendered by the codec from pages of decoded records (the SDK source). A
+    record with a value that does not fit its column is left out and listed in `unfit`."""
 
     def __init__(self, table: TableSchema, pages: Iterable[list[Record]]) -> None:
         self.columns = table.snapshot_columns()
         self.pages = pages
         self.rows = 0
+        self.unfit: list[UnfitValue] = []
 
     def chunks(self) -> Iterator[bytes]:
         yield codec.format_row([c.name for c in self.columns]).encode()
         for page in self.pages:  # memory holds one page at a time
-            yield "".join([codec.format_row(codec.encode_record(r, self.columns)) for r in page]).encode()
-            self.rows += len(page)
+            try:
+                text = "".join(
+                    [codec.format_row(codec.encode_record(r, self.columns)) for r in page]
+                ).encode()
+                rows = len(page)
+            except (TypeError, ValueError):  # some value does not fit: record by record, to name it
+                text, rows = self._fitting(page)
+            yield text
+            self.rows += rows
+
+    def _fitting(self, page: list[Record]) -> tuple[bytes, int]:
+        rows: list[bytes] = []
+        for record in page:
+            try:
+                rows.append(codec.format_row([self._cell(record, c) for c in self.columns]).encode())
+            except _Unfit as unfit:
+                self.unfit.append(UnfitValue(str(record.get(ID_COLUMN)), unfit.field, unfit.reason))
+        return b"".join(rows), len(rows)
+
+    @staticmethod
+    def _cell(record: Record, column: Column) -> codec.Cell:
+        value = record.get(column.name)
+        try:
+            cell = codec.encode_value(value, column.type)
+            if cell is not None:
+                cell.encode()  # a lone surrogate cannot be written as UTF-8
+        except UnicodeEncodeError:
+            raise _Unfit(column.name, "text with a lone surrogate, which is not valid Unicode") from None
+        except (TypeError, ValueError) as exc:
+            shown = repr(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise _Unfit(column.name, f"{exc}: {shown} (column type {column.type})") from None
+        return cell
+
+
+class _Unfit(Exception):
+    def __init__(self, field: str, reason: str) -> None:
+        self.field, self.reason = field, reason
 
 
 def write_csv(blobs: BlobStore, key: str, file: str, table: TableSchema, csv: TableCsv) -> TableManifest:
@@ -88,6 +129,7 @@ def write_csv(blobs: BlobStore, key: str, file: str, table: TableSchema, csv: Ta
         columns=tuple(c.name for c in table.snapshot_columns()),
         sha256=out.sha.hexdigest(),
         bytes=out.bytes,
+        rejected=tuple(csv.unfit),
     )
 
 

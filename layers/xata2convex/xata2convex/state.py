@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from .model import SnapshotError
+from .model import SnapshotError, UnfitValue
 
 MAX_ERRORS_REPORTED = 100
 T = TypeVar("T")
@@ -196,6 +196,8 @@ class TableReport:
     errors: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # records the snapshot left out (a value that does not fit): their Convex documents were kept
+    not_exported: tuple[UnfitValue, ...] = ()
 
     @property
     def applied(self) -> bool:
@@ -203,7 +205,9 @@ class TableReport:
 
     @property
     def clean(self) -> bool:
-        return self.status in ("applied", "unchanged", "dry-run") and not self.errors
+        return (
+            self.status in ("applied", "unchanged", "dry-run") and not self.errors and not self.not_exported
+        )
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -224,6 +228,8 @@ class TableReport:
             data["rejected"] = len(self.rejected)
         if self.warnings:
             data["warnings"] = self.warnings[:MAX_ERRORS_REPORTED]
+        if self.not_exported:
+            data["notExported"] = [u.to_json() for u in self.not_exported[:MAX_ERRORS_REPORTED]]
         return data
 
 

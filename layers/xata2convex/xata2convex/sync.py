@@ -292,7 +292,7 @@ class Sync:
             return TableReport(status="drift", message=decision.message)
         if decision.action == "unchanged":
             self.store.check_table(snapshot_id, new)  # the file applied next time must be the one named
-            result = TableReport(unchanged=new.rows, status="unchanged")
+            result = TableReport(unchanged=new.rows, status="unchanged", not_exported=new.rejected)
             self._mark_applied(snapshot_id, table.xata_name, result)  # a dead run's last table counts too
             return result
         try:
@@ -314,6 +314,9 @@ class Sync:
         result = TableReport(message=decision.message)
         reconcile = decision.action == "reconcile"
         base = decision.base.manifest if decision.base and not reconcile else None
+        # Records the export left out (a value that does not fit): their documents stay as they are.
+        result.not_exported = self._manifest(snapshot_id).table(name).rejected
+        kept = frozenset(u.record_id for u in result.not_exported)
         differ = TableDiffer(
             table.schema,
             self.store.iter_text(decision.base.snapshot_id, name, expected=base)
@@ -323,9 +326,10 @@ class Sync:
             old_rows=base.rows if base else 0,
             different_writers=decision.different_writers,
             retry_ids=decision.retry,
+            kept_ids=kept,
         )
         deletes: list[str] = []
-        seen: set[str] | None = set() if reconcile else None
+        seen: set[str] | None = set(kept) if reconcile else None
         documents = self._documents(table, differ, deletes, seen, result)
         stats = PushStats()
         self._mark(name, TableProgress("pushing"))
