@@ -93,6 +93,14 @@ def set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None
     log.addHandler(handler)
     log.setLevel(logging.INFO)
 
+    # Taken off when the command ends: an in-process caller (a test, a Lambda's Powertools Logger
+    # on the same "xata2convex" logger) must not inherit a handler bound to this command's stderr.
+    def detach() -> None:
+        log.removeHandler(handler)
+        log.setLevel(logging.NOTSET)
+
+    ctx.call_on_close(detach)
+
 
 verbose_option = click.option(
     "-v", "--verbose", is_flag=True, expose_value=False, is_eager=True, callback=set_verbose,
