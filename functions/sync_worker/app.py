@@ -22,6 +22,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     request = trigger.TriggerRequest.from_json(event)
     try:
         config = load_lambda_config()
+    except ConfigError as exc:  # names the setting or secret, never a value
+        trigger.abandon_run(request, str(exc))
+        raise trigger.JobFailed(f"run {request.run_id}: {exc}") from None
     except Exception as exc:
         reason = f"could not load settings ({type(exc).__name__})"
         trigger.abandon_run(request, reason)

@@ -197,10 +197,27 @@ def _check_http_url(config: Config, field_name: str) -> None:
         raise ConfigError(f"{env_name(field_name)}={value!r} is not an http(s) URL; expected {example}")
 
 
-def load_lambda_config(env: Mapping[str, str] | None = None) -> Config:
-    """Config for a Lambda: keys fetched from Secrets Manager (cached by Powertools)."""
+_ENV_NAMES = {f.name: f.metadata["env"] for f in fields(Config)}
+
+
+def get_lambda_secret(arn: str, setting: str) -> str:
+    """The value of the secret `arn` (cached by Powertools); ConfigError naming it and the fix when
+    Secrets Manager has none to give, e.g. a secret the stack created and nobody filled yet."""
     from aws_lambda_powertools.utilities import parameters
 
+    try:
+        return str(parameters.get_secret(arn))
+    except parameters.exceptions.GetParameterError as exc:
+        if "AWSCURRENT" in str(exc):
+            raise ConfigError(
+                f"the secret {arn} ({setting}) has no value yet; set it: aws secretsmanager "
+                f'put-secret-value --secret-id {arn} --secret-string "${setting}"'
+            ) from None
+        raise ConfigError(f"cannot read the secret {arn} ({setting}): {exc}") from None
+
+
+def load_lambda_config(env: Mapping[str, str] | None = None) -> Config:
+    """Config for a Lambda: keys fetched from Secrets Manager (cached by Powertools)."""
     env = os.environ if env is None else env
     config = Config.from_env(env)
     overrides: dict[str, Any] = {}
@@ -211,7 +228,7 @@ def load_lambda_config(env: Mapping[str, str] | None = None) -> Config:
     ):
         arn = env.get(arn_var)
         if arn:
-            overrides[attr] = str(parameters.get_secret(arn))
+            overrides[attr] = get_lambda_secret(arn, _ENV_NAMES[attr])
     return config.with_overrides(**overrides)
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from . import jobs
-from .config import Config, ConfigError, load_secret, scrub
+from .config import Config, ConfigError, get_lambda_secret, load_secret, scrub
 from .lock import DEFAULT_LEASE_SECONDS, LockBusy, RunLock, iso
 from .model import XataToConvexError
 from .signing import (
@@ -147,9 +147,7 @@ def load_trigger_secret(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     arn = env.get("XATA2CONVEX_TRIGGER_SECRET_ARN")
     if arn:
-        from aws_lambda_powertools.utilities import parameters
-
-        secret = str(parameters.get_secret(arn))
+        secret = get_lambda_secret(arn, "XATA2CONVEX_TRIGGER_SECRET")
     else:
         secret = env.get("XATA2CONVEX_TRIGGER_SECRET", "")
     loaded = load_secret("XATA2CONVEX_TRIGGER_SECRET", secret)
