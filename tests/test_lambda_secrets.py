@@ -67,7 +67,7 @@ def test_the_worker_fails_the_run_with_that_line_and_frees_the_lock(
     arn = empty_secret()
     monkeypatch.setenv("XATA_API_KEY_SECRET_ARN", arn)
     store = SnapshotStore(LocalBlobStore(trigger_env), "sample", "main")
-    trigger.RunLock.for_store(store).acquire("empty-secret-1")
+    trigger.RunLock.for_store(store).reserve("empty-secret-1")
     worker = load_handler_module(REPO / "functions" / "sync_worker" / "app.py")
     with pytest.raises(trigger.JobFailed, match=f"run empty-secret-1: the secret {arn} \\(XATA_API_KEY\\)"):
         worker.lambda_handler({"runId": "empty-secret-1", "mode": "incremental"}, LocalLambdaContext())

@@ -188,13 +188,13 @@ def test_every_function_runs_from_the_build_with_every_sample_event(
 def test_a_failing_function_answers_lambdas_error_object_and_exits_1(
     local_stack: LocalStack, sam_build: Path, tmp_path: Path
 ) -> None:
-    """The worker event again, with nobody holding the lock for its run: refused, as in AWS."""
+    """The worker's run fails (its branch does not exist): Lambda's error object, the key scrubbed."""
     sections = env_file(local_stack.env_vars)
     sections["SyncWorkerFunction"]["XATA_DATABASE_URL"] = "https://local.us-east-1.xata.sh/db/sample:nope"
     local_stack.env_vars.write_text(json.dumps(sections))
     trigger.RunLock.for_store(
         SnapshotStore(open_blob_store(local_stack.aws.settings()["SNAPSHOT_URI"]), "sample", "nope")
-    ).acquire(json.loads(EVENTS.joinpath("sync_worker.json").read_text())["runId"])
+    ).reserve(json.loads(EVENTS.joinpath("sync_worker.json").read_text())["runId"])
     code, error = local_invoke(local_stack, sam_build, "sync_worker.json")
     assert code == 1 and error["errorType"] == "JobFailed" and "failed" in error["errorMessage"]
     assert local_stack.xata.settings()["XATA_API_KEY"] not in json.dumps(error)
