@@ -6,7 +6,8 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -18,6 +19,7 @@ from .config import Config, scrub
 from .errors import explain, secrets_of
 from .lock import LockBusy
 from .model import XataToConvexError
+from .progress import LogProgress, NoProgress, ProgressDisplay, TerminalProgress
 from .schemagen import write_convex_module
 from .sync import SyncOptions, diff_snapshots
 
@@ -162,6 +164,20 @@ class Cli(click.Group):
         sys.exit(result if isinstance(result, int) else 0)
 
 
+@contextmanager
+def shown_progress(as_json: bool) -> Iterator[ProgressDisplay]:
+    """Progress on a terminal's stderr; as log lines under -v; else (and never with --json) none."""
+    progress: ProgressDisplay = NoProgress()
+    if not as_json and sys.stderr.isatty():
+        progress = TerminalProgress(sys.stderr)
+    elif root_meta().get("verbose"):
+        progress = LogProgress(every_s=10)
+    try:
+        yield progress
+    finally:
+        progress.close()
+
+
 def emit(as_json: bool, value: dict[str, Any], text: str) -> None:
     click.echo(json.dumps(value, ensure_ascii=False) if as_json else text)
 
@@ -179,7 +195,8 @@ def main() -> None:
 @json_option
 def export(as_json: bool, **kwargs: Any) -> None:
     """Write a snapshot of every Xata table; print its id."""
-    manifest = jobs.run_export(build_config(kwargs))
+    with shown_progress(as_json) as progress:
+        manifest = jobs.run_export(build_config(kwargs), progress)
     emit(as_json, manifest.to_json(), manifest.snapshot_id)
 
 
@@ -242,7 +259,9 @@ def finish_sync(as_json: bool, report: dict[str, Any]) -> None:
 def sync(snapshot_id: str | None, as_json: bool, **kwargs: Any) -> None:
     """Apply the difference between the newest snapshot and the last applied one to Convex."""
     options = build_sync_options(kwargs, snapshot_id)
-    finish_sync(as_json, jobs.run_sync(build_config(kwargs), options))
+    with shown_progress(as_json) as progress:
+        report = jobs.run_sync(build_config(kwargs), options, display=progress)
+    finish_sync(as_json, report)
 
 
 @main.command()
@@ -253,7 +272,9 @@ def sync(snapshot_id: str | None, as_json: bool, **kwargs: Any) -> None:
 def run(as_json: bool, **kwargs: Any) -> None:
     """Export a fresh snapshot, then sync it."""
     options = build_sync_options(kwargs)
-    finish_sync(as_json, jobs.run_export_and_sync(build_config(kwargs), options))
+    with shown_progress(as_json) as progress:
+        report = jobs.run_export_and_sync(build_config(kwargs), options, display=progress)
+    finish_sync(as_json, report)
 
 
 @main.command()

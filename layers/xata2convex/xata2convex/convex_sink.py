@@ -112,7 +112,10 @@ class _RetryingPoster:
                 if response.status_code == 429 or (
                     response.status_code >= 500 and response.status_code != 560
                 ):
-                    problem, failure = f"HTTP {response.status_code}{_reason(response)}", None
+                    problem, failure = (
+                        f"HTTP {response.status_code} from {response.url}{_reason(response)}",
+                        None,
+                    )
                 else:
                     return self._result(what, response)
             if attempt < limit:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from .model import (
@@ -14,9 +13,8 @@ from .model import (
     XataToConvexError,
     utc_now_iso,
 )
+from .progress import NoProgress, ProgressDisplay
 from .snapshot import SnapshotStore, new_snapshot_id
-
-log = logging.getLogger(__name__)
 
 
 class ExportError(XataToConvexError):
@@ -24,7 +22,12 @@ class ExportError(XataToConvexError):
 
 
 def export_snapshot(
-    source: Source, store: SnapshotStore, *, concurrency: int = 4, source_name: str = "xata"
+    source: Source,
+    store: SnapshotStore,
+    *,
+    concurrency: int = 4,
+    source_name: str = "xata",
+    display: ProgressDisplay | None = None,
 ) -> SnapshotManifest:
     """Write a complete snapshot of `source` to `store` and return its manifest.
 
@@ -35,12 +38,15 @@ def export_snapshot(
     store.write_schema(snapshot_id, schema.raw)
     warnings: list[str] = list(getattr(source, "warnings", []))
 
+    shown = display or NoProgress()
+
     def export_one(table: TableSchema) -> TableManifest:
+        meter = shown.track(table.name, "export")
         if isinstance(source, CsvSource):  # pre-rendered CSV: stored byte for byte
             manifest = store.write_table_csv(snapshot_id, table, source.copy_table_csv(table))
         else:
-            manifest = store.write_table(snapshot_id, table, source.read_table(table))
-        log.info("exported table", extra={"table": table.name, "rows": manifest.rows})
+            manifest = store.write_table(snapshot_id, table, meter.pages(source.read_table(table)))
+        meter.done(count=manifest.rows)
         return manifest
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="export") as pool:

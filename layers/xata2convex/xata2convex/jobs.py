@@ -14,6 +14,7 @@ from .export import export_snapshot
 from .lock import HeldLease, holding
 from .mirror import epoch_ms
 from .model import SnapshotError, SnapshotManifest, Source, XataToConvexError
+from .progress import LogProgress, ProgressDisplay
 from .snapshot import SnapshotStore
 from .state import Progress, StateFileError
 from .storage import open_blob_store
@@ -59,7 +60,8 @@ def open_store(config: Config) -> SnapshotStore:
     return SnapshotStore(open_blob_store(config.snapshot_uri), database, branch)
 
 
-def run_export(config: Config) -> SnapshotManifest:
+def run_export(config: Config, display: ProgressDisplay | None = None) -> SnapshotManifest:
+    """Export a snapshot; progress is logged per table unless the caller shows it otherwise."""
     source = open_source(config)
     try:
         return export_snapshot(
@@ -67,6 +69,7 @@ def run_export(config: Config) -> SnapshotManifest:
             open_store(config),
             concurrency=config.concurrency,
             source_name="postgres" if config.xata_postgres_url else "xata",
+            display=display or LogProgress(),
         )
     finally:
         source.close()
@@ -92,7 +95,12 @@ def open_convex(config: Config) -> ConvexTransport:
 
 
 def run_sync(
-    config: Config, options: SyncOptions, *, trigger: str | None = None, lease: HeldLease | None = None
+    config: Config,
+    options: SyncOptions,
+    *,
+    trigger: str | None = None,
+    lease: HeldLease | None = None,
+    display: ProgressDisplay | None = None,
 ) -> dict[str, Any]:
     """Apply the newest (or a chosen) snapshot to Convex; the report goes to S3 runs/ and Convex syncRuns.
 
@@ -100,9 +108,10 @@ def run_sync(
     taken here (LockBusy when another run holds it). A dry run writes nothing and takes no lock.
     """
     store = open_store(config)
+    display = display or LogProgress()
     if options.dry_run:  # reads Convex (drift, --full's listing) when it is configured, writes nothing
         reader = MirrorWriter(open_convex(config)) if convex_configured(config) else None
-        return Sync(store, reader, options).run().to_json()
+        return Sync(store, reader, options, display).run().to_json()
     convex = open_convex(config)
     run_id = options.run_id or new_run_id()
     with run_lock(store, convex, run_id, lease) as held:
@@ -110,7 +119,7 @@ def run_sync(
         writer = MirrorWriter(
             convex, stop_after_batches=options.stop_after_batches, before_write=held.ensure_held
         )
-        sync = Sync(store, writer, replace(options, run_id=run_id))
+        sync = Sync(store, writer, replace(options, run_id=run_id), display)
         record_run(convex, {"runId": sync.run_id, "status": "running", "mode": options.mode}, trigger)
         close_dead_run(store, convex, sync.run_id)
         try:
@@ -132,17 +141,23 @@ def run_sync(
 
 
 def run_export_and_sync(
-    config: Config, options: SyncOptions, *, trigger: str | None = None, lease: HeldLease | None = None
+    config: Config,
+    options: SyncOptions,
+    *,
+    trigger: str | None = None,
+    lease: HeldLease | None = None,
+    display: ProgressDisplay | None = None,
 ) -> dict[str, Any]:
     """`run`: a fresh snapshot, then the sync of exactly that snapshot, both under one hold of the lock."""
     if options.dry_run:
-        manifest = run_export(config)
-        return run_sync(config, replace(options, snapshot_id=manifest.snapshot_id), trigger=trigger)
+        manifest = run_export(config, display)
+        chosen = replace(options, snapshot_id=manifest.snapshot_id)
+        return run_sync(config, chosen, trigger=trigger, display=display)
     run_id = options.run_id or new_run_id()
     with run_lock(open_store(config), open_convex(config), run_id, lease) as held:
-        manifest = run_export(config)
+        manifest = run_export(config, display)
         chosen = replace(options, run_id=run_id, snapshot_id=manifest.snapshot_id)
-        return run_sync(config, chosen, trigger=trigger, lease=held)
+        return run_sync(config, chosen, trigger=trigger, lease=held, display=display)
 
 
 @contextmanager

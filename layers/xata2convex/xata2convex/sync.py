@@ -53,6 +53,7 @@ from .plan import (
     next_state,
     plan_table,
 )
+from .progress import NoProgress, ProgressDisplay
 from .snapshot import SnapshotStore
 from .state import AppliedState, Progress, RunReport, StateFileError, TableProgress, TableReport, TableState
 
@@ -135,9 +136,16 @@ def _damage_named(snapshot_id: str, name: str) -> Iterator[None]:
 
 
 class Sync:
-    def __init__(self, store: SnapshotStore, writer: MirrorWriter | None, options: SyncOptions) -> None:
+    def __init__(
+        self,
+        store: SnapshotStore,
+        writer: MirrorWriter | None,
+        options: SyncOptions,
+        display: ProgressDisplay | None = None,
+    ) -> None:
         self.store = store
         self.options = options
+        self.display = display or NoProgress()  # what the user sees of each table's push
         self.run_id = options.run_id or new_run_id()
         self.sink: MirrorSink
         self.recorder: RunRecorder
@@ -330,8 +338,9 @@ class Sync:
         )
         deletes: list[str] = []
         seen: set[str] | None = set(kept) if reconcile else None
-        documents = self._documents(table, differ, deletes, seen, result)
         stats = PushStats()
+        meter = self.display.track(name, "sync")
+        documents = meter.items(self._documents(table, differ, deletes, seen, result), lambda: stats.batches)
         self._mark(name, TableProgress("pushing"))
         self.sink.upsert(table.convex_name, documents, stats)
         rows_before = base.rows if base else 0
@@ -348,6 +357,7 @@ class Sync:
             result.status, result.message = "blocked", withheld
         else:
             self.sink.delete(table.convex_name, deletes, stats)
+        meter.done(steps=stats.batches)
         if self.options.dry_run and result.status == "applied":
             result.status = "dry-run"
         if result.applied:

@@ -203,10 +203,14 @@ class XataSdkSource:
         try:
             response = call(client)
         except RateLimitError as exc:
-            raise _TransientError("429 rate limited", self._retry_after()) from exc
+            last = self._last_response()
+            raise _TransientError(
+                f"429 rate limited: {last.url if last is not None else ''}", self._retry_after()
+            ) from exc
         except XataServerError as exc:
             last = self._last_response()
-            raise _TransientError(f"server error ({last.status_code if last else 'unknown status'})") from exc
+            code, url = (last.status_code, last.url) if last is not None else ("unknown status", "")
+            raise _TransientError(f"server error ({code}): {url}") from exc  # a 5xx Response is falsy
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _TransientError(transport_problem(exc), connect=could_not_connect(exc)) from exc
         except requests.JSONDecodeError as exc:  # the SDK parses 401 and 429 bodies itself
