@@ -1,6 +1,6 @@
 """Benchmark: export 1M rows x 10 columns from PostgreSQL, ours vs psql's \\copy (the floor).
 
-Starts a throwaway cluster (tests/fixtures/postgres.py), loads a Xata-shaped table with
+Starts a throwaway cluster (xata2convex_local.postgres), loads a Xata-shaped table with
 generate_series, then times, best of a few runs, into the same local folder:
   floor   psql -c "\\copy (SELECT <the columns> FROM bench) to stdout with csv" > file
   ours    export_snapshot(PostgresSource) -> a snapshot (CSV + manifest) in a LocalBlobStore
@@ -20,13 +20,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fixtures.postgres
-
-from tests.fixtures.postgres import PostgresCluster, postgres_bin_dir
 from xata2convex.export import export_snapshot
 from xata2convex.pg_source import PostgresSource
 from xata2convex.snapshot import SnapshotStore
 from xata2convex.storage import LocalBlobStore
+from xata2convex_local.postgres import PostgresCluster, postgres_bin_dir
 
 COLUMNS = "xata_id, xata_version, xata_createdat, xata_updatedat, name, n, score, active, tags, doc"
 LOAD = """

@@ -234,7 +234,7 @@ def test_snapshots_show_refuses_json_for_a_table_csv(tmp_path: Path) -> None:
 def test_an_unexpected_error_shows_its_traceback_only_under_verbose(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    def broken(config: object) -> None:
+    def broken(*args: object) -> None:
         raise RuntimeError("something nobody planned for")
 
     monkeypatch.setattr(jobs, "run_export", broken)

@@ -1,18 +1,25 @@
-"""`make demo`: the whole job offline, on embedded defaults.
+"""`make demo`: the whole job offline, on embedded defaults, from both of Xata's sources.
 
-Starts the local Xata stand-in (seeded with seeds/sample) and the local Convex (serving ./convex),
-keeps snapshots in a temporary folder, runs a sync, then adds, changes and deletes records in Xata
-through the xata SDK, syncs again and prints what was added, changed and deleted; stops what it
-started.
+Today's Xata is PostgreSQL; Xata Lite, the classic REST API that the xata SDK calls, was retired on
+2026-02-28. The demo runs the job on the sample database (seeds/sample) from each:
+  1. today's Xata: a throwaway PostgreSQL (the server `make setup` installs), loaded in a
+     Postgres-enabled Xata branch's layout (xata_id, xata_version, xata_createdat, xata_updatedat),
+     read over XATA_POSTGRES_URL;
+  2. Xata Lite: the local REST stand-in, read through the xata SDK.
+For each it generates the Convex tables from the source's schema, starts a local Convex serving
+them, syncs, adds, changes and deletes records in the source, syncs again (only the differences
+are written) and verifies Convex against the snapshot; it stops what it started.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from xata.client import XataClient
 
 from xata2convex import jobs
@@ -22,13 +29,37 @@ from xata2convex.convex_sink import MirrorWriter
 from xata2convex.sync import SyncOptions
 from xata2convex.xata_source import sdk_client
 
-from .convex_server import LocalConvex
+from .convex_server import LocalConvex, project_for_schema
+from .postgres import PostgresCluster, load_seed, postgres_bin_dir
 from .xata_server import XataStandIn
 
 SEED = Path(__file__).resolve().parents[2] / "seeds" / "sample"
+DATABASE = "sample:main"  # Xata names the branch in the Postgres database: {database}:{branch}
 
 
-def change_the_source(client: XataClient) -> list[str]:
+def change_postgres(url: str) -> list[str]:
+    """Three adds, three changes and three deletes in `users`, in SQL as an application would."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        ids = [r[0] for r in conn.execute("SELECT xata_id FROM users ORDER BY xata_id LIMIT 6")]
+        done = []
+        for i in range(3):
+            conn.execute(
+                "INSERT INTO users (xata_id, name, age, active) VALUES (%s, %s, %s, true)",
+                (f"rec_demo_pg_{i}", f"Demo user {i}", 30 + i),
+            )
+            done.append(f"added users/rec_demo_pg_{i}")
+        conn.execute(
+            "UPDATE users SET name = coalesce(name, '') || ' (renamed)', xata_version = xata_version + 1,"
+            " xata_updatedat = now() WHERE xata_id = ANY(%s)",
+            (ids[:3],),
+        )
+        done += [f"changed users/{i}" for i in ids[:3]]
+        conn.execute("DELETE FROM users WHERE xata_id = ANY(%s)", (ids[3:6],))
+        done += [f"deleted users/{i}" for i in ids[3:6]]
+    return done
+
+
+def change_through_the_sdk(client: XataClient) -> list[str]:
     """Three adds, three changes and three deletes in the `users` table, through the SDK."""
     records = client.data().query("users", {"page": {"size": 6}})["records"]
     done = []
@@ -49,39 +80,66 @@ def show(title: str, value: Any) -> None:
     print(value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False))
 
 
+def sync_change_sync_verify(source: str, settings: dict[str, str], change: Callable[[], list[str]]) -> None:
+    """The job on one source: its schema into Convex, a sync, a change, a sync, a verify."""
+    config = Config.from_env(settings)
+    with tempfile.TemporaryDirectory(prefix="xata2convex-demo-") as snapshots:
+        config = config.with_overrides(snapshot_uri=snapshots)
+        source_reader = jobs.open_source(config)
+        try:
+            schema = source_reader.read_schema()
+        finally:
+            source_reader.close()
+        with project_for_schema(schema) as project, LocalConvex(project) as convex:
+            config = config.with_overrides(convex_url=convex.url, convex_deploy_key=convex.deploy_key)
+            show(
+                f"{source}: Convex tables generated from its schema", ", ".join(t.name for t in schema.tables)
+            )
+            show(
+                f"{source}: local Convex {convex.url}, snapshots {snapshots}", "first sync: the sample lands"
+            )
+            print(render_report(jobs.run_export_and_sync(config, SyncOptions())))
+
+            show(f"{source}: changing the source", "\n".join(change()))
+
+            second = jobs.run_export_and_sync(config, SyncOptions())
+            show(f"{source}: second sync: only the differences are written", render_report(second))
+
+            writer = MirrorWriter(jobs.open_convex(config))
+            show(f"{source}: a mirrored document of `users`", next(iter(writer.list_documents("users"))))
+            result = jobs.verify(config)
+            lines = [
+                f"{name}: {t['actual']}/{t['expected']} documents, {t['missing']} missing, "
+                f"{t['extra']} extra, {t['different']} different, {t['rejected']} not mirrorable"
+                for name, t in result["tables"].items()
+            ]
+            show(f"{source}: verify, Convex against the applied snapshot", "\n".join(lines))
+
+
 def main() -> None:
-    with (
-        tempfile.TemporaryDirectory(prefix="xata2convex-demo-") as snapshots,
-        XataStandIn(SEED) as xata,
-        LocalConvex() as convex,
-    ):
-        env = {**xata.settings(), **convex.settings(), "SNAPSHOT_URI": snapshots}
-        config = Config.from_env(env)
-        show("local stand-ins", f"Xata {xata.url}  Convex {convex.url}  snapshots {snapshots}")
-
-        first = jobs.run_export_and_sync(config, SyncOptions())
-        show("first sync: the sample database lands in Convex", render_report(first))
-
-        xata_env = xata.settings()
-        client = sdk_client(
-            xata_env["XATA_API_KEY"], xata_env["XATA_DATABASE_URL"], xata_env["XATA_ENDPOINT_URL"]
+    print("xata2convex demo: the sample database from today's Xata (PostgreSQL), then from Xata Lite's")
+    print("REST API through the xata SDK (Xata Lite was retired on 2026-02-28; a local stand-in serves it)")
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        raise SystemExit("error: no PostgreSQL server under /usr/lib/postgresql: run `make setup`")
+    cluster = PostgresCluster(bin_dir).start()
+    try:
+        load_seed(cluster, DATABASE, SEED)
+        url = cluster.url(DATABASE)
+        sync_change_sync_verify(
+            "PostgreSQL (XATA_POSTGRES_URL)", {"XATA_POSTGRES_URL": url}, lambda: change_postgres(url)
         )
-        show("changing the source through the xata SDK", "\n".join(change_the_source(client)))
+    finally:
+        cluster.stop()
 
-        second = jobs.run_export_and_sync(config, SyncOptions())
-        show("second sync: only the differences are written", render_report(second))
-
-        third = jobs.run_export_and_sync(config, SyncOptions())
-        show("third sync: nothing changed, nothing written", render_report(third))
-
-        writer = MirrorWriter(jobs.open_convex(config))
-        documents = [d for _, d in zip(range(2), writer.list_documents("users"), strict=False)]
-        show("two mirrored documents of `users`", documents)
-        result = jobs.verify(config)
-        lines = [
-            f"{name}: {'equal' if t['equal'] else t['examples']}" for name, t in result["tables"].items()
-        ]
-        show("verify: Convex against the applied snapshot", "\n".join(lines))
+    with XataStandIn(SEED) as xata:
+        settings = xata.settings()
+        client = sdk_client(
+            settings["XATA_API_KEY"], settings["XATA_DATABASE_URL"], settings["XATA_ENDPOINT_URL"]
+        )
+        sync_change_sync_verify(
+            "xata SDK (XATA_DATABASE_URL)", settings, lambda: change_through_the_sdk(client)
+        )
 
 
 if __name__ == "__main__":
