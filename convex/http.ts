@@ -1,5 +1,5 @@
 /**
- * The sink: how the Lambdas write the mirror without a deploy key (DESIGN "Convex mirror").
+ * The sink: how the Lambdas write the mirror without a deploy key.
  *
  *   POST /xata2convex/sink  {"op": "upsertBatch" | "deleteBatch" | "listPage" | "schemaInfo" | "recordRun",
  *                            "args": {...}}   (args in Convex's JSON encoding: int64 as {"$integer": ...})

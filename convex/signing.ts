@@ -1,5 +1,5 @@
 /**
- * The signature of the trigger request and of the sink request (DESIGN "Trigger request"): `v1=` +
+ * The signature of the trigger request and of the sink request: `v1=` +
  * lowercase hex HMAC-SHA256(key = UTF-8 secret, message = `<timestamp>.` + the raw body bytes).
  * Web Crypto only, so it runs in Convex's default runtime.
  */

@@ -1,5 +1,5 @@
 /**
- * Start a sync: record the run in `syncRuns`, then send DESIGN's signed trigger request to the sync
+ * Start a sync: record the run in `syncRuns`, then send the signed trigger request to the sync
  * Lambda's Function URL. Configuration (Convex environment variables):
  *   XATA2CONVEX_TRIGGER_URL     the Function URL
  *   XATA2CONVEX_TRIGGER_SECRET  the signing secret (the handler checks the HMAC in both auth modes)
@@ -66,7 +66,7 @@ function newRunId(now: Date = new Date()): string {
   return `${stamp}-${toHex(crypto.getRandomValues(new Uint8Array(3)))}`;
 }
 
-/** The POST of DESIGN "Trigger request", signed as XATA2CONVEX_TRIGGER_AUTH says. */
+/** The trigger POST, signed as XATA2CONVEX_TRIGGER_AUTH says. */
 async function signedRequest(body: string): Promise<Request> {
   const url = required(URL_VARIABLE, "the sync Lambda's Function URL");
   const secret = required(SECRET_VARIABLE, "the secret that signs trigger requests");

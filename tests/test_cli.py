@@ -1,4 +1,4 @@
-"""The `xata2convex` CLI: DESIGN's commands and their --json output, against the local stand-ins."""
+"""The `xata2convex` CLI: the documented commands and their --json output, against the local stand-ins."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ Regenerate after changing a command: `UPDATE_CLI_DOCS=1 .venv/bin/pytest tests/t
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import click
@@ -41,3 +42,17 @@ def test_cli_reference_matches_help() -> None:
     if os.environ.get("UPDATE_CLI_DOCS"):
         DOCS.write_text(text)
     assert DOCS.read_text() == text, "docs/cli.md is stale: rerun with UPDATE_CLI_DOCS=1"
+
+
+def test_the_docs_are_self_contained() -> None:
+    """README.md and docs/*.md cite nothing outside the repository: every relative link resolves
+    inside it, and no document points at design notes that only the authors have."""
+    root = DOCS.parents[1]
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        assert "DESIGN" not in text, f"{doc.name} cites DESIGN.md, which is not in the repository"
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if "://" in target:
+                continue
+            path = (doc.parent / target).resolve()
+            assert path.is_relative_to(root) and path.exists(), f"{doc.name} links to {target}"

@@ -1,5 +1,5 @@
 """Postgres -> snapshot -> Convex end to end: the schema generated from Postgres, every listed type in
-Convex per DESIGN's value rules, then adds, changes and deletes in Postgres checked after each sync."""
+Convex per the README's value rules, then adds, changes and deletes in Postgres checked after each sync."""
 
 from __future__ import annotations
 

@@ -84,7 +84,7 @@ def test_seed_lands_in_convex_by_the_value_rules(setup: Setup) -> None:
             doc = {k: v for k, v in mirrored[record["id"]].items() if not k.startswith("_")}
             assert doc == expected, (table.xata_name, record["id"])
     assert rejected == sum(t.get("rejected", 0) for t in report["tables"].values()) > 0
-    # DESIGN's value rules written out by hand for one seed record (an oracle independent of mirror.py).
+    # The README's value rules written out by hand for one seed record (an oracle independent of mirror.py).
     experts = setup.documents("event_subject_matter_experts")
     assert experts, "hyphenated table mapped to a Convex identifier"
     users = setup.documents("users")

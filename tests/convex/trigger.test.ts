@@ -150,7 +150,7 @@ describe("trigger", () => {
     expect((triggerModule.trigger as { isPublic?: boolean }).isPublic).toBeUndefined();
   });
 
-  test("records the run, then posts the signed request of DESIGN to the Function URL", async () => {
+  test("records the run, then posts the signed trigger request to the Function URL", async () => {
     const t = newBackend();
     answer = { status: 202, body: '{"runId":"ignored"}' };
     const result = await t.action(internal.trigger.trigger, { mode: "full" });

@@ -1,6 +1,6 @@
 """Sink stage: the two ways into the Convex mirror, and batched writes to it.
 
-`ConvexTransport` runs one of the mirror's operations (DESIGN "Convex mirror"). Two transports:
+`ConvexTransport` runs one of the mirror's operations. Two transports:
 - `ConvexHttp`: Convex's HTTP API with a deploy key (`CONVEX_URL`, `CONVEX_DEPLOY_KEY`), the CLI's way;
 - `ConvexSinkAction`: the signed sink HTTP action (`CONVEX_SITE_URL`, `XATA2CONVEX_SINK_SECRET`), the
   Lambdas' way: the secret can only run these operations, where a deploy key could deploy code and read

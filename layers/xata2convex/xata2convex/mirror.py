@@ -1,6 +1,6 @@
 """How a Xata database maps onto the Convex mirror: table and field names, and record values.
 
-Names (DESIGN "Convex mirror"): Convex table and top-level field names must match
+Names: Convex table and top-level field names must match
 `[A-Za-z][A-Za-z0-9_]*`, be at most 64 characters and not start with `_`. A Xata name becomes a Convex
 name by these steps, in order:
   1. every character outside `[A-Za-z0-9_]` becomes `_` (`event-subject-matter-experts` ->

@@ -1,4 +1,4 @@
-"""The snapshot store: DESIGN's layout over a BlobStore.
+"""The snapshot store: the README's layout over a BlobStore.
 
 {root}/{database}/{branch}/snapshots/{snapshot_id}/manifest.json   written last
 {root}/{database}/{branch}/snapshots/{snapshot_id}/schema.json

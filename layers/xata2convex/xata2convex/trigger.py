@@ -1,4 +1,4 @@
-"""The signed trigger (DESIGN "Trigger request"): verify it, admit one run at a time, run it.
+"""The signed trigger request (docs/deploy.md): verify it, admit one run at a time, run it.
 
 Admission happens in the Function URL handler, before it answers 202:
   1. the HMAC signature over "<timestamp>.<raw body>" and the 300 s window (else 401);
