@@ -1,19 +1,21 @@
 """A stateful property test of the whole sync over the stand-ins (Xata stand-in, local Convex, a folder).
 
-Random steps: records added, changed and deleted in Xata; runs; runs that crash after a random
+Random steps: records added, changed and deleted in Xata; runs; two runs started at once (one
+may find the other holding the run lock: exit 3); runs that crash after a random
 number of batches (the `stop_after_batches` fault hook, small batches so a crash lands mid-table);
 the state lost, overwritten with garbage, or the applied snapshot's table file deleted or damaged.
 After every example one clean run (the guard lifted: the user has checked) must leave Convex equal
 to the source: `verify` finds nothing missing, extra or different (the seed's integers beyond 2^53
 are refused by design and only reported).
 
-Bounded to about a minute: few examples of few steps, each step a real export and sync.
+Bounded to about a minute: 20 examples of up to 10 steps, each step a real export and sync.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
@@ -24,6 +26,7 @@ from tests.fixtures.xata import XataStandInFactory
 from tests.test_sync import Setup
 from xata2convex import jobs
 from xata2convex.convex_sink import BatchLimitReached, MirrorWriter
+from xata2convex.lock import LockBusy
 from xata2convex.state import StateFileError
 from xata2convex.sync import Sync, SyncOptions
 from xata2convex_local.convex_server import LocalConvex
@@ -69,6 +72,31 @@ def run_machine(xata: XataStandInFactory, convex: LocalConvex, tmp_path: Path) -
             report = self.setup.run()
             failed = {n: t for n, t in report["tables"].items() if t["status"] == "failed"}
             assert not failed, failed  # damage is healed by reconciling, never a lasting failure
+
+        @rule()
+        def two_runs_at_once(self) -> None:
+            barrier = threading.Barrier(2, timeout=60)
+            outcomes: list[object] = []
+
+            def one_run() -> None:
+                barrier.wait()
+                try:
+                    outcomes.append(jobs.run_export_and_sync(self.setup.config, SyncOptions()))
+                except LockBusy as exc:  # exit 3 in the CLI
+                    outcomes.append(exc)
+                except Exception as exc:  # anything else fails the property below
+                    outcomes.append(repr(exc))
+
+            threads = [threading.Thread(target=one_run) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(120)
+            reports = [o for o in outcomes if isinstance(o, dict)]
+            busy = [o for o in outcomes if isinstance(o, LockBusy)]
+            assert len(reports) + len(busy) == 2 and reports, outcomes  # both may finish, one after the other
+            for report in reports:
+                assert all(t["status"] != "failed" for t in report["tables"].values()), report
 
         @rule(batches=st.integers(0, 12))
         def crash(self, batches: int) -> None:
@@ -122,7 +150,7 @@ def run_machine(xata: XataStandInFactory, convex: LocalConvex, tmp_path: Path) -
     run_state_machine_as_test(
         SyncMachine,
         settings=settings(
-            max_examples=25,
+            max_examples=20,
             stateful_step_count=10,
             deadline=None,
             database=None,
