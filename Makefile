@@ -10,9 +10,9 @@ RUNTIME_PYTHON := $(shell for p in python3.13 $${PYENV_ROOT:-$$HOME/.pyenv}/vers
 PYTHON ?= $(or $(RUNTIME_PYTHON),$(shell for p in python3.12 python3; do \
 	  "$$p" -c 'import sys; assert sys.version_info >= (3, 11)' >/dev/null 2>&1 && { echo "$$p"; break; }; done))
 
-.PHONY: setup build test lint typecheck pytest nodetest demo bench clean
+.PHONY: setup build test lint typecheck pytest nodetest demo bench clean postgres chromium
 
-setup: $(VENV)/.installed node_modules/.installed postgres
+setup: $(VENV)/.installed node_modules/.installed postgres chromium
 
 # xata2convex (the package the layer ships) and, from dev/, the development-only xata2convex_local.
 $(VENV)/.installed: pyproject.toml dev/pyproject.toml
@@ -34,6 +34,11 @@ postgres:
 build: setup
 	@test -n "$(RUNTIME_PYTHON)" || { echo "make build: needs Python 3.13 (the Lambda runtime); install it, e.g. pyenv install 3.13" >&2; exit 1; }
 	PATH="$(dir $(RUNTIME_PYTHON)):$$PATH" $(BIN)/sam build $(if $(SAM_BUILD_DIR),--build-dir "$(SAM_BUILD_DIR)")
+
+# The HTML run report's tests open it in a real browser: Debian's headless Chromium.
+chromium:
+	@command -v chromium-headless-shell >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell >/dev/null; }
 
 lint: setup
 	$(BIN)/ruff check layers functions dev tests bench

@@ -3,7 +3,9 @@
 1. A 100k-row pair: our time and csv-diff's time on the same files, and the ratio (target >= 5x).
 2. A 1M-row, 10-column pair with 1% changed rows: our time and peak RSS (target < 500 MB), from
    plain files and as the sync reads them: through the snapshot store, which checks each file's
-   SHA-256 and row count against its manifest as it streams (the cost of that check is the ratio).
+   SHA-256 and row count against its manifest as it streams (the cost of that check is the ratio);
+   and from plain files with the run's change file written (changes.py; target: at most 1.3x the
+   time of the plain diff, still < 500 MB).
 
 Each measurement runs in its own process so that peak RSS is that measurement's alone.
 Run: .venv/bin/python bench/diff.py [--rows 1000000]
@@ -16,6 +18,7 @@ import hashlib
 import json
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from xata2convex.changes import ChangeFile, ChangeRecorder
 from xata2convex.codec import format_row
 from xata2convex.diff import TableDiffer
 from xata2convex.model import Column, SnapshotManifest, TableManifest, TableSchema
@@ -96,6 +100,18 @@ def child(kind: str, old: str, new: str, rows: int) -> None:
             for _ in differ:
                 pass
         counts = differ.result.to_json()
+    elif kind == "ours+changes":  # as a sync does it: rows to a temporary file, then to the store
+        changes = ChangeFile(TABLE.name)
+        recorder = ChangeRecorder(TABLE, changes.write)
+        with open(old, newline="", encoding="utf-8") as a, open(new, newline="", encoding="utf-8") as b:
+            differ = TableDiffer(TABLE, pieces(a), pieces(b), old_rows=rows, keep_old=recorder.keep_old)
+            for change in differ:
+                recorder.record(change)
+        recorder.finish(differ.old_header)
+        target = Path(new).with_suffix(".changes.csv")
+        with target.open("wb") as out:
+            sample = changes.save(lambda data: str(shutil.copyfileobj(data, out)))
+        counts = {**differ.result.to_json(), "changeRows": sample.total}
     else:
         from csv_diff import compare, load_csv
 
@@ -142,6 +158,10 @@ def main() -> None:
         print(figures("xata2convex diff", ours_big) + "  (target: peak RSS < 500 MB)")
         print(figures("... store, checked", checked_big) + "  (target: peak RSS < 500 MB)")
         print(f"  cost of the checks (checked / plain): {checked_big['seconds'] / ours_big['seconds']:.2f}x")
+        with_changes = measure("ours+changes", big_old, big_new, args.rows)
+        print(figures("+ change file", with_changes) + f"  ({with_changes['counts']['changeRows']:,} rows)")
+        slower = with_changes["seconds"] / ours_big["seconds"]
+        print(f"  change file time ratio (with / without): {slower:.2f}x  (target <= 1.3x, RSS < 500 MB)")
 
 
 def figures(label: str, measured: dict[str, float]) -> str:

@@ -36,6 +36,9 @@ export const syncRunUpdateFields = {
   batches: v.optional(v.number()),
   error: v.optional(v.string()),
   trigger: v.optional(v.string()),
+  /** Keys (relative to SNAPSHOT_URI) of the run's JSON report and its HTML page. */
+  reportKey: v.optional(v.string()),
+  htmlReportKey: v.optional(v.string()),
 };
 
 export const syncRunFields = {

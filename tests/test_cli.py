@@ -168,3 +168,70 @@ def test_help_lists_designs_commands() -> None:
     output = invoke({}, "--help").output
     for command in ("export", "sync", "run", "verify", "schema", "snapshots", "local", "xreplay"):
         assert f"  {command}" in output
+
+
+def test_runs_and_record_level_diffs(xata_standin: XataStandInFactory, fresh_local_convex: LocalConvex,
+                                     tmp_path: Path) -> None:  # fmt: skip
+    standin = xata_standin()
+    env = {**standin.settings(), **fresh_local_convex.settings(), "SNAPSHOT_URI": str(tmp_path / "s")}
+    first = json.loads(invoke(env, "run", "--json").output)
+    from xata2convex.xata_source import sdk_client
+
+    sdk = sdk_client(env["XATA_API_KEY"], env["XATA_DATABASE_URL"], env["XATA_ENDPOINT_URL"])
+    team = sdk.data().query("teams", {"page": {"size": 1}})["records"][0]
+    assert sdk.records().update("teams", team["id"], {"name": "Renamed <b>"}).is_success()
+    added = sdk.records().insert("teams", {"name": "New team"})["id"]
+    second = json.loads(invoke(env, "run", "--json").output)
+    assert second["trigger"] == "cli" and second["baseSnapshotId"] == first["snapshotId"]
+
+    listed = invoke(env, "runs", "ls")
+    assert listed.exit_code == 0
+    assert listed.output.splitlines()[0].startswith(f"{second['runId']}  partial  cli  ")
+    assert "+1 ~1 -0" in listed.output.splitlines()[0]
+    runs = json.loads(invoke(env, "runs", "ls", "--limit", "1", "--json").output)["runs"]
+    assert [(r["runId"], r["trigger"], r["added"], r["changed"]) for r in runs] == [
+        (second["runId"], "cli", 1, 1)
+    ]
+
+    shown = invoke(env, "runs", "show", second["runId"])
+    assert shown.exit_code == 0 and "teams: +1 added, ~1 changed" in shown.output
+    assert second["htmlReportKey"].split("/")[-1] in shown.output
+    assert json.loads(invoke(env, "runs", "show", second["runId"], "--json").output) == second
+    changes = invoke(env, "runs", "show", second["runId"], "--table", "teams")
+    assert f"added {added}" in changes.output and f"changed {team['id']}: " in changes.output
+    assert f'name: "{team["name"]}" -> "Renamed <b>"' in changes.output
+    as_json = json.loads(invoke(env, "runs", "show", second["runId"], "--table", "teams", "--json").output)
+    by_id = {c["id"]: c for c in as_json["changes"]}
+    assert by_id[team["id"]]["before"]["name"] == team["name"] and by_id[added]["before"] is None
+    missing = invoke(env, "runs", "show", "no-such-run")
+    assert missing.exit_code == 1 and "no run report 'no-such-run'" in missing.output
+
+    diff = invoke(env, "snapshots", "diff", first["snapshotId"], second["snapshotId"], "--records")
+    assert f"    added {added}" in diff.output and f"    changed {team['id']}: " in diff.output
+    diff_json = json.loads(
+        invoke(
+            env,
+            "snapshots",
+            "diff",
+            first["snapshotId"],
+            second["snapshotId"],
+            "--records",
+            "--table",
+            "teams",
+            "--json",
+        ).output
+    )
+    assert list(diff_json["tables"]) == ["teams"]
+    records = {r["id"]: r for r in diff_json["tables"]["teams"]["records"]}
+    assert records[added]["change"] == "added"
+    assert {"name", "xata_version"} <= set(records[team["id"]]["fields"])
+    assert len(records) == 2
+
+    snapshots = json.loads(invoke(env, "snapshots", "ls", "--json").output)
+    assert [(s["runId"], s["applied"]) for s in snapshots["snapshots"]] == [
+        (first["runId"], False),
+        (second["runId"], True),
+    ]
+    assert snapshots["appliedSnapshotId"] == second["snapshotId"]
+    lines = invoke(env, "snapshots", "ls").output.splitlines()
+    assert lines[1].endswith(f"run {second['runId']}  applied") and "applied" not in lines[0]

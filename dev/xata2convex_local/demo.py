@@ -8,13 +8,15 @@ Today's Xata is PostgreSQL; Xata Lite, the classic REST API that the xata SDK ca
   2. Xata Lite: the local REST stand-in, read through the xata SDK.
 For each it generates the Convex tables from the source's schema, starts a local Convex serving
 them, syncs, adds, changes and deletes records in the source, syncs again (only the differences
-are written) and verifies Convex against the snapshot; it stops what it started.
+are written) and verifies Convex against the snapshot; it stops what it started. Each source's
+snapshots and run reports stay in `.demo/<source>/` (emptied first) for browsing; the demo prints
+where the second run's snapshot, HTML report and change files are.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,9 @@ from .convex_server import LocalConvex, project_for_schema
 from .postgres import PostgresCluster, load_seed, postgres_bin_dir
 from .xata_server import XataStandIn
 
-SEED = Path(__file__).resolve().parents[2] / "seeds" / "sample"
+REPO = Path(__file__).resolve().parents[2]
+SEED = REPO / "seeds" / "sample"
+OUTPUT = REPO / ".demo"
 DATABASE = "sample:main"  # Xata names the branch in the Postgres database: {database}:{branch}
 
 
@@ -80,40 +84,47 @@ def show(title: str, value: Any) -> None:
     print(value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False))
 
 
-def sync_change_sync_verify(source: str, settings: dict[str, str], change: Callable[[], list[str]]) -> None:
+def sync_change_sync_verify(
+    source: str, folder: str, settings: dict[str, str], change: Callable[[], list[str]]
+) -> None:
     """The job on one source: its schema into Convex, a sync, a change, a sync, a verify."""
     config = Config.from_env(settings)
-    with tempfile.TemporaryDirectory(prefix="xata2convex-demo-") as snapshots:
-        config = config.with_overrides(snapshot_uri=snapshots)
-        source_reader = jobs.open_source(config)
-        try:
-            schema = source_reader.read_schema()
-        finally:
-            source_reader.close()
-        with project_for_schema(schema) as project, LocalConvex(project) as convex:
-            config = config.with_overrides(convex_url=convex.url, convex_deploy_key=convex.deploy_key)
-            show(
-                f"{source}: Convex tables generated from its schema", ", ".join(t.name for t in schema.tables)
-            )
-            show(
-                f"{source}: local Convex {convex.url}, snapshots {snapshots}", "first sync: the sample lands"
-            )
-            print(render_report(jobs.run_export_and_sync(config, SyncOptions())))
+    snapshots = OUTPUT / folder
+    shutil.rmtree(snapshots, ignore_errors=True)  # a fresh local Convex needs a fresh state
+    config = config.with_overrides(snapshot_uri=str(snapshots))
+    source_reader = jobs.open_source(config)
+    try:
+        schema = source_reader.read_schema()
+    finally:
+        source_reader.close()
+    with project_for_schema(schema) as project, LocalConvex(project) as convex:
+        config = config.with_overrides(convex_url=convex.url, convex_deploy_key=convex.deploy_key)
+        show(f"{source}: Convex tables generated from its schema", ", ".join(t.name for t in schema.tables))
+        show(f"{source}: local Convex {convex.url}, snapshots {snapshots}", "first sync: the sample lands")
+        print(render_report(jobs.run_export_and_sync(config, SyncOptions())))
 
-            show(f"{source}: changing the source", "\n".join(change()))
+        show(f"{source}: changing the source", "\n".join(change()))
 
-            second = jobs.run_export_and_sync(config, SyncOptions())
-            show(f"{source}: second sync: only the differences are written", render_report(second))
+        second = jobs.run_export_and_sync(config, SyncOptions())
+        show(f"{source}: second sync: only the differences are written", render_report(second))
+        store = jobs.open_store(config)
+        where = [
+            f"snapshot     {store.describe(store.snapshot_key(second['snapshotId'], 'manifest.json'))}",
+            f"HTML report  {store.describe(second['htmlReportKey'])}",
+        ]
+        where += [f"changes      {store.describe(t['changesKey'])}"
+                  for t in second["tables"].values() if "changesKey" in t]  # fmt: skip
+        show(f"{source}: the second run, kept for browsing (open the HTML report)", "\n".join(where))
 
-            writer = MirrorWriter(jobs.open_convex(config))
-            show(f"{source}: a mirrored document of `users`", next(iter(writer.list_documents("users"))))
-            result = jobs.verify(config)
-            lines = [
-                f"{name}: {t['actual']}/{t['expected']} documents, {t['missing']} missing, "
-                f"{t['extra']} extra, {t['different']} different, {t['rejected']} not mirrorable"
-                for name, t in result["tables"].items()
-            ]
-            show(f"{source}: verify, Convex against the applied snapshot", "\n".join(lines))
+        writer = MirrorWriter(jobs.open_convex(config))
+        show(f"{source}: a mirrored document of `users`", next(iter(writer.list_documents("users"))))
+        result = jobs.verify(config)
+        lines = [
+            f"{name}: {t['actual']}/{t['expected']} documents, {t['missing']} missing, "
+            f"{t['extra']} extra, {t['different']} different, {t['rejected']} not mirrorable"
+            for name, t in result["tables"].items()
+        ]
+        show(f"{source}: verify, Convex against the applied snapshot", "\n".join(lines))
 
 
 def main() -> None:
@@ -127,7 +138,10 @@ def main() -> None:
         load_seed(cluster, DATABASE, SEED)
         url = cluster.url(DATABASE)
         sync_change_sync_verify(
-            "PostgreSQL (XATA_POSTGRES_URL)", {"XATA_POSTGRES_URL": url}, lambda: change_postgres(url)
+            "PostgreSQL (XATA_POSTGRES_URL)",
+            "postgres",
+            {"XATA_POSTGRES_URL": url},
+            lambda: change_postgres(url),
         )
     finally:
         cluster.stop()
@@ -138,7 +152,7 @@ def main() -> None:
             settings["XATA_API_KEY"], settings["XATA_DATABASE_URL"], settings["XATA_ENDPOINT_URL"]
         )
         sync_change_sync_verify(
-            "xata SDK (XATA_DATABASE_URL)", settings, lambda: change_through_the_sdk(client)
+            "xata SDK (XATA_DATABASE_URL)", "xata-sdk", settings, lambda: change_through_the_sdk(client)
         )
 
 

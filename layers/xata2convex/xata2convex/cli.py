@@ -15,10 +15,11 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from . import jobs
+from .changes import ChangeRow
 from .config import Config, scrub
 from .errors import explain, secrets_of
 from .lock import LockBusy
-from .model import XataToConvexError
+from .model import SnapshotError, XataToConvexError
 from .progress import LogProgress, NoProgress, ProgressDisplay, TerminalProgress
 from .schemagen import write_convex_module
 from .sync import SyncOptions, diff_snapshots
@@ -216,6 +217,7 @@ def build_sync_options(kwargs: dict[str, Any], snapshot_id: str | None = None) -
         dry_run=kwargs.pop("dry_run"),
         allow_mass_delete=kwargs.pop("allow_mass_delete"),
         max_delete_share=kwargs.pop("max_delete_share"),
+        trigger="cli",
     )
 
 
@@ -335,8 +337,11 @@ def snapshots() -> None:
 @verbose_option
 @json_option
 def snapshots_ls(as_json: bool, **kwargs: Any) -> None:
-    """List complete snapshots, oldest first, with table and row counts."""
+    """List complete snapshots, oldest first, with table and row counts, the run that wrote each, and
+    the one applied to Convex in full (marked `applied`)."""
     store = jobs.open_store(build_config(kwargs))
+    state, _ = store.read_state()
+    applied = state.snapshot_id if state else None
     rows = []
     for snapshot_id in store.list_snapshots():
         manifest = store.read_manifest(snapshot_id)
@@ -344,14 +349,18 @@ def snapshots_ls(as_json: bool, **kwargs: Any) -> None:
             {
                 "snapshotId": snapshot_id,
                 "createdAt": manifest.created_at,
+                "runId": manifest.run_id,
+                "applied": snapshot_id == applied,
                 "tables": len(manifest.tables),
                 "rows": sum(t.rows for t in manifest.tables),
             }
         )
     text = "\n".join(
-        f"{r['snapshotId']}  {r['createdAt']}  {r['tables']} tables  {r['rows']} rows" for r in rows
+        f"{r['snapshotId']}  {r['createdAt']}  {r['tables']} tables  {r['rows']} rows"
+        f"  run {r['runId'] or '-'}" + ("  applied" if r["applied"] else "")
+        for r in rows
     )
-    emit(as_json, {"snapshots": rows}, text or "no snapshots")
+    emit(as_json, {"snapshots": rows, "appliedSnapshotId": applied}, text or "no snapshots")
 
 
 @snapshots.command("show")
@@ -382,18 +391,123 @@ def snapshots_show(snapshot_id: str, table: str | None, as_json: bool, **kwargs:
         sys.stdout.write(chunk)  # a file that does not match its manifest ends in an error
 
 
+def change_line(row: ChangeRow) -> str:
+    fields = f": {', '.join(row.fields)}" if row.change == "changed" else ""
+    return f"    {row.change} {row.record_id}{fields}"
+
+
 @snapshots.command("diff")
 @click.argument("old_id")
 @click.argument("new_id")
+@click.option("--records", is_flag=True, help="list every record that differs: id, kind, changed fields")
+@click.option("--table", "only", help="only this Xata table")
 @config_options(*STORE)
 @verbose_option
 @json_option
-def snapshots_diff(old_id: str, new_id: str, as_json: bool, **kwargs: Any) -> None:
+def snapshots_diff(
+    old_id: str, new_id: str, records: bool, only: str | None, as_json: bool, **kwargs: Any
+) -> None:
     """Per-table adds, changes and deletes between two snapshots (nothing is written)."""
-    tables = diff_snapshots(jobs.open_store(build_config(kwargs)), old_id, new_id)
+    found: dict[str, list[ChangeRow]] = {}
+
+    def keep(table: str, row: ChangeRow) -> None:
+        if only is None or table == only:
+            found.setdefault(table, []).append(row)
+
+    store = jobs.open_store(build_config(kwargs))
+    tables = diff_snapshots(store, old_id, new_id, keep if records else None)
+    if only is not None:
+        if only not in tables:
+            raise SnapshotError(f"neither snapshot has a table {only!r}")
+        tables = {only: tables[only]}
     lines = [f"{old_id} -> {new_id}"]
-    lines += [f"  {name}: {counts_text(t)}" for name, t in tables.items()]
+    for name, t in tables.items():
+        lines.append(f"  {name}: {counts_text(t)}")
+        if records:
+            t["records"] = [{"id": r.record_id, "change": r.change, "fields": list(r.fields)}
+                            for r in found.get(name, [])]  # fmt: skip
+            lines += map(change_line, found.get(name, []))
     emit(as_json, {"from": old_id, "to": new_id, "tables": tables}, "\n".join(lines))
+
+
+@main.group()
+def runs() -> None:
+    """Browse run reports and the record-level changes of each run."""
+
+
+def run_totals(report: dict[str, Any]) -> dict[str, int]:
+    tables = report.get("tables", {}).values()
+    return {k: sum(int(t.get(k, 0)) for t in tables) for k in ("added", "changed", "deleted")}
+
+
+@runs.command("ls")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="newest N runs")
+@config_options(*STORE)
+@verbose_option
+@json_option
+def runs_ls(limit: int, as_json: bool, **kwargs: Any) -> None:
+    """List runs, newest first: id, status, trigger and counts."""
+    store = jobs.open_store(build_config(kwargs))
+    rows = []
+    for run_id in store.list_runs()[:limit]:
+        report = store.read_run_report(run_id) or {}
+        rows.append(
+            {
+                "runId": run_id,
+                "status": report.get("status"),
+                "trigger": report.get("trigger"),
+                "snapshotId": report.get("snapshotId"),
+                "startedAt": report.get("startedAt"),
+                **run_totals(report),
+            }
+        )
+    text = "\n".join(
+        f"{r['runId']}  {r['status']}  {r['trigger'] or '-'}  snapshot {r['snapshotId'] or '-'}  "
+        f"+{r['added']} ~{r['changed']} -{r['deleted']}"
+        for r in rows
+    )
+    emit(as_json, {"runs": rows}, text or "no runs")
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--table", help="print this table's record-level changes from the run's change file")
+@config_options(*STORE)
+@verbose_option
+@json_option
+def runs_show(run_id: str, table: str | None, as_json: bool, **kwargs: Any) -> None:
+    """Show a run report, or the records one table's change file lists."""
+    store = jobs.open_store(build_config(kwargs))
+    report = store.read_run_report(run_id)
+    if report is None:
+        raise SnapshotError(f"no run report {run_id!r} at {store.describe(store.run_key(run_id))}")
+    if table is None:
+        lines = [render_report(report)] if "tables" in report else [f"run {run_id}: {report['status']}"]
+        lines += [f"  error: {report['error']}"] if report.get("error") else []
+        lines += (
+            [f"  report: {store.describe(report['htmlReportKey'])}"] if report.get("htmlReportKey") else []
+        )
+        emit(as_json, report, "\n".join(lines))
+        return
+    if table not in report.get("tables", {}):
+        raise SnapshotError(f"run {run_id} has no table {table!r}")
+    changes = []
+    if report["tables"][table].get("changesKey"):
+        changes = list(store.read_change_file(store.change_key(run_id, table)))
+    if as_json:
+        emit(True, {"runId": run_id, "table": table, "changes": [c.to_json() for c in changes]}, "")
+        return
+    lines = [f"run {run_id} table {table}: {len(changes)} record change(s)"]
+    for row in changes:
+        lines.append(change_line(row))
+        if row.change == "changed" and row.before is not None and row.after is not None:
+            lines += [f"      {f}: {json_text(row.before.get(f))} -> {json_text(row.after.get(f))}"
+                      for f in row.fields]  # fmt: skip
+    click.echo("\n".join(lines))
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 @main.command()

@@ -84,7 +84,10 @@ class TableDiffer:
         retry_ids: frozenset[str] = frozenset(),
         kept_ids: frozenset[str] = frozenset(),
         partition_rows: int = PARTITION_ROWS,
+        keep_old: Callable[[list[str], list[str]], None] | None = None,
     ) -> None:
+        """`keep_old`, if given, sees every batch of the old table's (ids, record texts) as it is read
+        (the change files' `before` values, see changes.py)."""
         self.table = table
         self.result = TableDiff(table.name)
         old_header, self._old = _header_and_rest(record_batches(old if old is not None else ()))
@@ -99,6 +102,7 @@ class TableDiffer:
         self._partitions = max(1, -(-old_rows // partition_rows))
         self._retry = retry_ids
         self._kept = kept_ids  # left out of the new snapshot (unfit values): absent, yet not deleted
+        self._keep_old = keep_old
         by_name = {c.name: c for c in table.snapshot_columns()}
         try:
             self._columns = [by_name[n] for n in self._new_header]
@@ -106,6 +110,11 @@ class TableDiffer:
             raise SnapshotError(
                 f"table {table.name!r}: CSV column {exc.args[0]!r} is not in its schema"
             ) from exc
+
+    @property
+    def old_header(self) -> list[str]:
+        """The old table's CSV header (empty when there is no old table)."""
+        return self._old_header
 
     def _entries(self, batches: Iterator[list[str]], header: list[str]) -> Iterator[Batch]:
         """Per batch of records: their ids, the hashes of what is compared, and their texts."""
@@ -144,6 +153,8 @@ class TableDiffer:
 
     def _changes(self) -> Iterator[Change]:
         old = self._entries(self._old, self._old_header) if self._old_header else iter(())
+        if self._keep_old is not None:
+            old = _tapped(old, self._keep_old)
         new = self._entries(self._new, self._new_header)
         if self._partitions == 1:
             yield from self._diff(old, new, hold=True)
@@ -153,7 +164,7 @@ class TableDiffer:
             old_parts = _spill(old, self._partitions, tmp, keep_text=False)
             new_parts = _spill(new, self._partitions, tmp, keep_text=True)
             for old_file, new_file in zip(old_parts, new_parts, strict=True):
-                yield from self._diff(_unspill(old_file), _unspill(new_file), hold=False)
+                yield from self._diff(read_spilled(old_file), read_spilled(new_file), hold=False)
 
     def _diff(self, old: Iterable[Batch], new: Iterable[Batch], *, hold: bool) -> Iterator[Change]:
         """The changes between two sides. With `hold`, none is yielded before the new side has been
@@ -189,7 +200,7 @@ class TableDiffer:
                 else:
                     yield from self._decoded(*batch)
             held.seek(0)
-            for batch in _unspill(held, close=False):
+            for batch in read_spilled(held, close=False):
                 yield from self._decoded(*batch)
         changed -= added
         for gone in hashes:
@@ -206,9 +217,15 @@ class TableDiffer:
             yield Change(kind, record_id, decode_row(parse_record(text), self._columns))
 
 
+def _tapped(batches: Iterator[Batch], keep: Callable[[list[str], list[str]], None]) -> Iterator[Batch]:
+    for batch in batches:
+        keep(batch[0], batch[2])
+        yield batch
+
+
 def _spill(batches: Iterator[Batch], parts: int, tmp: str, *, keep_text: bool) -> list[IO[bytes]]:
     """Spread entries over `parts` temporary files by a hash of the id, in marshalled batches."""
-    # Closed by _unspill once each partition has been read.
+    # Closed by read_spilled once each partition has been read.
     files: list[IO[bytes]] = [tempfile.TemporaryFile(dir=tmp) for _ in range(parts)]  # noqa: SIM115
     for ids, digests, texts in batches:
         split: list[Batch] = [([], [], []) for _ in range(parts)]
@@ -225,7 +242,8 @@ def _spill(batches: Iterator[Batch], parts: int, tmp: str, *, keep_text: bool) -
     return files
 
 
-def _unspill(file: IO[bytes], *, close: bool = True) -> Iterator[Any]:
+def read_spilled(file: IO[bytes], *, close: bool = True) -> Iterator[Any]:
+    """The objects marshalled into a temporary file, in order; closes the file at the end."""
     try:
         while True:
             try:

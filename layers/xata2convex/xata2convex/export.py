@@ -28,8 +28,9 @@ def export_snapshot(
     concurrency: int = 4,
     source_name: str = "xata",
     display: ProgressDisplay | None = None,
+    run_id: str | None = None,
 ) -> SnapshotManifest:
-    """Write a complete snapshot of `source` to `store` and return its manifest.
+    """Write a complete snapshot of `source` to `store` and return its manifest (naming `run_id`).
 
     Tables are exported concurrently (bounded); if any table fails the manifest is not written.
     """
@@ -67,6 +68,7 @@ def export_snapshot(
         schema_sha256=schema.fingerprint(),
         tables=tuple(f.result() for f in futures),
         warnings=tuple(warnings),
+        run_id=run_id,
     )
     store.write_manifest(manifest)
     return manifest

@@ -60,8 +60,11 @@ def open_store(config: Config) -> SnapshotStore:
     return SnapshotStore(open_blob_store(config.snapshot_uri), database, branch)
 
 
-def run_export(config: Config, display: ProgressDisplay | None = None) -> SnapshotManifest:
-    """Export a snapshot; progress is logged per table unless the caller shows it otherwise."""
+def run_export(
+    config: Config, display: ProgressDisplay | None = None, *, run_id: str | None = None
+) -> SnapshotManifest:
+    """Export a snapshot whose manifest names `run_id` (a bare export is a run of its own); progress
+    is logged per table unless the caller shows it otherwise."""
     source = open_source(config)
     try:
         return export_snapshot(
@@ -70,6 +73,7 @@ def run_export(config: Config, display: ProgressDisplay | None = None) -> Snapsh
             concurrency=config.concurrency,
             source_name="postgres" if config.xata_postgres_url else "xata",
             display=display or LogProgress(),
+            run_id=run_id or new_run_id(),
         )
     finally:
         source.close()
@@ -98,7 +102,6 @@ def run_sync(
     config: Config,
     options: SyncOptions,
     *,
-    trigger: str | None = None,
     lease: HeldLease | None = None,
     display: ProgressDisplay | None = None,
 ) -> dict[str, Any]:
@@ -106,6 +109,8 @@ def run_sync(
 
     Writes only while holding the run lock: `lease` when the caller holds it (`run`, the worker), else
     taken here (LockBusy when another run holds it). A dry run writes nothing and takes no lock.
+    The report's trigger is the options', else the one syncRuns recorded when Convex started the run
+    (`cron` or `manual`), else `manual` (a direct invoke of the sync Lambda).
     """
     store = open_store(config)
     display = display or LogProgress()
@@ -119,8 +124,10 @@ def run_sync(
         writer = MirrorWriter(
             convex, stop_after_batches=options.stop_after_batches, before_write=held.ensure_held
         )
-        sync = Sync(store, writer, replace(options, run_id=run_id), display)
-        record_run(convex, {"runId": sync.run_id, "status": "running", "mode": options.mode}, trigger)
+        started = {"runId": run_id, "status": "running", "mode": options.mode}
+        recorded = record_run(convex, started, options.trigger)
+        trigger = options.trigger or (recorded or {}).get("trigger") or "manual"
+        sync = Sync(store, writer, replace(options, run_id=run_id, trigger=trigger), display)
         close_dead_run(store, convex, sync.run_id)
         try:
             report = sync.run().to_json()
@@ -130,7 +137,7 @@ def run_sync(
             store.write_run_report(sync.run_id, failed)
             raise
     try:
-        record_run(convex, report, trigger)
+        record_run(convex, report)
     except XataToConvexError as exc:  # the run itself is done and reported in S3 runs/: keep it so
         log.warning(  # progress.json stays, so the next run records this report in syncRuns
             "could not mirror run %s into syncRuns: %s", sync.run_id, scrub(str(exc), config.secrets())
@@ -144,20 +151,20 @@ def run_export_and_sync(
     config: Config,
     options: SyncOptions,
     *,
-    trigger: str | None = None,
     lease: HeldLease | None = None,
     display: ProgressDisplay | None = None,
 ) -> dict[str, Any]:
-    """`run`: a fresh snapshot, then the sync of exactly that snapshot, both under one hold of the lock."""
+    """`run`: a fresh snapshot, then the sync of exactly that snapshot, both under one hold of the lock
+    and one run id (which the snapshot's manifest names)."""
     if options.dry_run:
-        manifest = run_export(config, display)
+        manifest = run_export(config, display, run_id=options.run_id)
         chosen = replace(options, snapshot_id=manifest.snapshot_id)
-        return run_sync(config, chosen, trigger=trigger, display=display)
+        return run_sync(config, chosen, display=display)
     run_id = options.run_id or new_run_id()
     with run_lock(open_store(config), open_convex(config), run_id, lease) as held:
-        manifest = run_export(config, display)
+        manifest = run_export(config, display, run_id=run_id)
         chosen = replace(options, run_id=run_id, snapshot_id=manifest.snapshot_id)
-        return run_sync(config, chosen, trigger=trigger, lease=held, display=display)
+        return run_sync(config, chosen, lease=held, display=display)
 
 
 @contextmanager
@@ -241,10 +248,13 @@ def dead_run_report(store: SnapshotStore, left: Progress, by_run_id: str) -> dic
     return report | {"status": "failed", "error": error}
 
 
-def record_run(convex: ConvexTransport, report: dict[str, Any], trigger: str | None = None) -> None:
-    """Mirror a run report into the Convex `syncRuns` table (`recordRun`: `syncRuns:record`)."""
+def record_run(
+    convex: ConvexTransport, report: dict[str, Any], trigger: str | None = None
+) -> dict[str, Any] | None:
+    """Mirror a run report into the Convex `syncRuns` table (`recordRun`: `syncRuns:record`); returns
+    the document."""
     fields: dict[str, Any] = {"runId": report["runId"], "status": report["status"]}
-    for key in ("mode", "snapshotId", "batches", "error"):
+    for key in ("mode", "snapshotId", "batches", "error", "trigger", "reportKey", "htmlReportKey"):
         if report.get(key) is not None:
             fields[key] = report[key]
     for key in ("startedAt", "finishedAt"):
@@ -257,7 +267,8 @@ def record_run(convex: ConvexTransport, report: dict[str, Any], trigger: str | N
         ]
     if trigger:
         fields["trigger"] = trigger
-    convex.call("recordRun", fields)
+    document: dict[str, Any] | None = convex.call("recordRun", fields)
+    return document
 
 
 def verify(config: Config) -> dict[str, Any]:

@@ -208,6 +208,7 @@ class SnapshotManifest:
     tables: tuple[TableManifest, ...]
     warnings: tuple[str, ...] = ()
     format_version: int = 1
+    run_id: str | None = None  # the run that wrote the snapshot
 
     def table(self, name: str) -> TableManifest:
         for table in self.tables:
@@ -219,6 +220,7 @@ class SnapshotManifest:
         return {
             "formatVersion": self.format_version,
             "snapshotId": self.snapshot_id,
+            "runId": self.run_id,
             "database": self.database,
             "branch": self.branch,
             "source": self.source,
@@ -240,6 +242,7 @@ class SnapshotManifest:
             tables=tuple(TableManifest.from_json(t) for t in data["tables"]),
             warnings=tuple(data.get("warnings", ())),
             format_version=int(data.get("formatVersion", 1)),
+            run_id=data.get("runId"),
         )
 
 

@@ -5,6 +5,10 @@
 {root}/{database}/{branch}/snapshots/{snapshot_id}/tables/{table}.csv
 {root}/{database}/{branch}/state/applied.json
 {root}/{database}/{branch}/runs/{run_id}.json
+{root}/{database}/{branch}/runs/{run_id}.html                  the same report for people
+{root}/{database}/{branch}/runs/{run_id}/changes/{table}.csv    see changes.py
+
+Keys in run reports are relative to the root (SNAPSHOT_URI), e.g. `db/main/runs/{run_id}.html`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from . import codec
+from .changes import ChangeRow, ChangeSample, read_change_file
 from .model import (
     ID_COLUMN,
     Column,
@@ -32,6 +37,7 @@ from .model import (
     UnfitValue,
     schema_from_xata,
 )
+from .report_html import render_run_report
 from .state import AppliedState, Progress
 from .storage import Blob, BlobStore
 
@@ -356,12 +362,39 @@ class SnapshotStore:
         self.before_state_write()
         self.blobs.delete(self.progress_key())
 
-    def run_key(self, run_id: str) -> str:
-        return f"{self.base}runs/{run_id}.json"
+    def run_key(self, run_id: str, extension: str = "json") -> str:
+        return f"{self.base}runs/{run_id}.{extension}"
 
-    def write_run_report(self, run_id: str, report: dict[str, Any]) -> None:
-        self.blobs.put(self.run_key(run_id), json_bytes(report))
+    def change_key(self, run_id: str, table: str) -> str:
+        return f"{self.base}runs/{run_id}/changes/{table}.csv"
+
+    def write_run_report(
+        self, run_id: str, report: dict[str, Any], changes: dict[str, ChangeSample] | None = None
+    ) -> dict[str, Any]:
+        """The JSON report and its HTML page (with the first rows of each change file); returns the
+        report as written, which names both keys."""
+        report = {**report, "reportKey": self.run_key(run_id), "htmlReportKey": self.run_key(run_id, "html")}
+        self.blobs.put(report["htmlReportKey"], render_run_report(report, changes or {}).encode())
+        self.blobs.put(report["reportKey"], json_bytes(report))
+        return report
 
     def read_run_report(self, run_id: str) -> dict[str, Any] | None:
         blob = self.blobs.get(self.run_key(run_id))
         return None if blob is None else self._json(blob, self.run_key(run_id))
+
+    def list_runs(self) -> list[str]:
+        """Ids of the runs with a report, newest first (run ids sort by time)."""
+        names = self.blobs.list_files(f"{self.base}runs/")
+        return sorted((n.removesuffix(".json") for n in names if n.endswith(".json")), reverse=True)
+
+    def write_change_file(self, run_id: str, table: str, data: IO[bytes]) -> str:
+        key = self.change_key(run_id, table)
+        with self.blobs.open_write(key) as sink:
+            for chunk in iter(lambda: data.read(1 << 20), b""):
+                sink.write(chunk)
+        return key
+
+    def read_change_file(self, key: str) -> Iterator[ChangeRow]:
+        """The rows of a change file named by its key (as a run report gives it), streamed."""
+        with io.TextIOWrapper(self.blobs.open_read(key), encoding="utf-8", newline="") as text:
+            yield from read_change_file(text)

@@ -178,6 +178,7 @@ class Progress:
 
 
 TableStatus = Literal["applied", "unchanged", "drift", "blocked", "failed", "dry-run"]
+Trigger = Literal["cron", "manual", "cli"]
 
 
 @dataclass
@@ -193,6 +194,8 @@ class TableReport:
     batches: int = 0
     duration_ms: int = 0
     duplicates_removed: int = 0  # extra Convex documents sharing one xata_id, collapsed into one
+    base_snapshot_id: str | None = None  # what the diff compared with (None: nothing, or Convex itself)
+    changes_key: str | None = None  # the run's change file of this table (changes.py)
     errors: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -218,7 +221,10 @@ class TableReport:
             "status": self.status,
             "batches": self.batches,
             "durationMs": self.duration_ms,
+            "baseSnapshotId": self.base_snapshot_id,
         }
+        if self.changes_key:
+            data["changesKey"] = self.changes_key
         if self.duplicates_removed:
             data["duplicatesRemoved"] = self.duplicates_removed
         if self.message:
@@ -247,6 +253,10 @@ class RunReport:
     tables: dict[str, TableReport]
     drift: list[str]
     drift_dropped: bool = False  # Xata dropped a table the deployed mirror still has
+    trigger: Trigger | None = None
+    base_snapshot_id: str | None = None  # the snapshot applied in full before this run
+    report_key: str | None = None  # keys in the store of this report and its HTML page, once written
+    html_report_key: str | None = None
 
     @property
     def status(self) -> Literal["succeeded", "partial"]:
@@ -263,6 +273,8 @@ class RunReport:
             "runId": self.run_id,
             "snapshotId": self.snapshot_id,
             "mode": self.mode,
+            "trigger": self.trigger,
+            "baseSnapshotId": self.base_snapshot_id,
             "dryRun": self.dry_run,
             "status": self.status,
             "startedAt": self.started_at,
@@ -271,4 +283,4 @@ class RunReport:
             "batches": self.batches,
             "tables": {name: t.to_json() for name, t in self.tables.items()},
             "drift": self.drift,
-        }
+        } | ({"reportKey": self.report_key, "htmlReportKey": self.html_report_key} if self.report_key else {})

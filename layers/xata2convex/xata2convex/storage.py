@@ -3,6 +3,8 @@
 Writes stream (S3 multipart above one part), so memory is bounded by a part, not a file.
 Conditional writes (create-only, or replace-if-unchanged) guard the state file and the run lock; on
 both stores they are atomic: of two racing writers with the same precondition, exactly one wins.
+Every S3 object gets the content type its key's extension names, so a browser (or the S3 console)
+opens a run's HTML page as a page and its CSV and JSON files as text.
 """
 
 from __future__ import annotations
@@ -20,6 +22,16 @@ from typing import IO, Any, Protocol, cast
 from urllib.parse import unquote, urlparse
 
 from .model import SnapshotError
+
+CONTENT_TYPES = {
+    ".json": "application/json",
+    ".csv": "text/csv; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+}
+
+
+def content_type(key: str) -> str:
+    return next((t for ext, t in CONTENT_TYPES.items() if key.endswith(ext)), "application/octet-stream")
 
 
 class PreconditionFailed(SnapshotError):
@@ -50,6 +62,10 @@ class BlobStore(Protocol):
 
     def list_dirs(self, prefix: str) -> list[str]:
         """Names directly below prefix (which ends with '/')."""
+        ...
+
+    def list_files(self, prefix: str) -> list[str]:
+        """Names of the objects directly below prefix (which ends with '/'), sorted."""
         ...
 
     def delete(self, key: str) -> None: ...
@@ -128,6 +144,12 @@ class LocalBlobStore:
         if not base.is_dir():
             return []
         return sorted(p.name for p in base.iterdir() if p.is_dir())
+
+    def list_files(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_file() and not p.name.startswith("."))
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -229,7 +251,12 @@ class S3BlobStore:
         return True
 
     def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key), "Body": data}
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._key(key),
+            "Body": data,
+            "ContentType": content_type(key),
+        }
         if if_none_match:
             kwargs["IfNoneMatch"] = "*"
         if if_match is not None:
@@ -249,6 +276,14 @@ class S3BlobStore:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
             for common in page.get("CommonPrefixes", []):
                 names.append(common["Prefix"][len(full) :].rstrip("/"))
+        return sorted(names)
+
+    def list_files(self, prefix: str) -> list[str]:
+        names: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        full = self._key(prefix)
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+            names += [item["Key"][len(full) :] for item in page.get("Contents", [])]
         return sorted(names)
 
     def delete(self, key: str) -> None:
@@ -293,7 +328,9 @@ class _S3StreamingWriter(io.RawIOBase):
 
     def _upload_part(self, chunk: bytes) -> None:
         if self.upload_id is None:
-            self.upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
+            self.upload_id = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ContentType=content_type(self.key)
+            )["UploadId"]
         number = len(self.parts) + 1
         response = self.client.upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=chunk
@@ -306,7 +343,9 @@ class _S3StreamingWriter(io.RawIOBase):
 
     def finish(self) -> None:
         if self.upload_id is None:
-            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer))
+            self.client.put_object(
+                Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer), ContentType=content_type(self.key)
+            )
             return
         if self.buffer:
             self._upload_part(bytes(self.buffer))

@@ -22,15 +22,17 @@ run is the same run with a sink that only reads and a recorder that writes nothi
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .changes import ChangeFile, ChangeRecorder, ChangeRow, ChangeSample
 from .convex_sink import BatchLimitReached, DryRunSink, MirrorSink, MirrorWriter, PushStats
 from .diff import TableDiffer
 from .drift import FIX_COMMAND, SchemaDrift, detect_drift
@@ -55,7 +57,16 @@ from .plan import (
 )
 from .progress import NoProgress, ProgressDisplay
 from .snapshot import SnapshotStore
-from .state import AppliedState, Progress, RunReport, StateFileError, TableProgress, TableReport, TableState
+from .state import (
+    AppliedState,
+    Progress,
+    RunReport,
+    StateFileError,
+    TableProgress,
+    TableReport,
+    TableState,
+    Trigger,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +80,7 @@ class SyncOptions:
     min_guarded_deletes: int = 10  # ... once it deletes at least this many rows (small tables shrink)
     allow_mass_delete: bool = False
     run_id: str | None = None
+    trigger: Trigger | None = None  # who started the run: a Convex cron, a person (Convex, Lambda), the CLI
     stop_after_batches: int | None = None  # fault hook: stop the push after this many batches
 
     @property
@@ -105,14 +117,26 @@ class RunRecorder:
 
     def __init__(self, store: SnapshotStore) -> None:
         self.store = store
+        self.changes: dict[str, ChangeSample] = {}  # what the HTML page shows of each change file
 
     def progress(self, progress: Progress) -> None:
         self.store.write_progress(progress)
 
+    def change_file(self, table: str) -> ChangeFile | None:
+        return ChangeFile(table)
+
+    def save_changes(self, run_id: str, file: ChangeFile) -> str | None:
+        """Store a table's change file (unless nothing changed); returns its key."""
+        table = file.sample.table
+        self.changes[table] = file.save(functools.partial(self.store.write_change_file, run_id, table))
+        return self.changes[table].key
+
     def finish(self, report: RunReport, state: AppliedState, etag: str | None) -> None:
         # The report first: a run that dies after it is closed from it (jobs.close_dead_run), and
         # progress.json, cleared once syncRuns has the report too, says that run has not closed yet.
-        self.store.write_run_report(report.run_id, report.to_json())
+        report.report_key = self.store.run_key(report.run_id)
+        report.html_report_key = self.store.run_key(report.run_id, "html")
+        self.store.write_run_report(report.run_id, report.to_json(), self.changes)
         self.store.write_state(state, expected_etag=etag)
 
 
@@ -121,6 +145,9 @@ class DryRunRecorder(RunRecorder):
 
     def progress(self, progress: Progress) -> None:
         pass
+
+    def change_file(self, table: str) -> ChangeFile | None:
+        return None
 
     def finish(self, report: RunReport, state: AppliedState, etag: str | None) -> None:
         pass
@@ -194,6 +221,8 @@ class Sync:
             snapshot_id=snapshot_id,
             mode="full" if self.options.full else "incremental",
             dry_run=self.options.dry_run,
+            trigger=self.options.trigger,
+            base_snapshot_id=state.snapshot_id,
             started_at=started_at,
             finished_at=utc_now_iso(),
             duration_ms=int((time.monotonic() - started) * 1000),
@@ -300,7 +329,10 @@ class Sync:
             return TableReport(status="drift", message=decision.message)
         if decision.action == "unchanged":
             self.store.check_table(snapshot_id, new)  # the file applied next time must be the one named
-            result = TableReport(unchanged=new.rows, status="unchanged", not_exported=new.rejected)
+            base_id = decision.base.snapshot_id if decision.base else None
+            result = TableReport(
+                unchanged=new.rows, status="unchanged", not_exported=new.rejected, base_snapshot_id=base_id
+            )
             self._mark_applied(snapshot_id, table.xata_name, result)  # a dead run's last table counts too
             return result
         try:
@@ -325,6 +357,10 @@ class Sync:
         # Records the export left out (a value that does not fit): their documents stay as they are.
         result.not_exported = self._manifest(snapshot_id).table(name).rejected
         kept = frozenset(u.record_id for u in result.not_exported)
+        result.base_snapshot_id = decision.base.snapshot_id if base and decision.base else None
+        # Record-level changes, for the run's change file; not known when reconciling with Convex.
+        change_file = None if reconcile else self.recorder.change_file(name)
+        changes = ChangeRecorder(table.schema, change_file.write) if change_file else None
         differ = TableDiffer(
             table.schema,
             self.store.iter_text(decision.base.snapshot_id, name, expected=base)
@@ -335,12 +371,14 @@ class Sync:
             different_writers=decision.different_writers,
             retry_ids=decision.retry,
             kept_ids=kept,
+            keep_old=changes.keep_old if changes else None,
         )
         deletes: list[str] = []
         seen: set[str] | None = set(kept) if reconcile else None
         stats = PushStats()
         meter = self.display.track(name, "sync")
-        documents = meter.items(self._documents(table, differ, deletes, seen, result), lambda: stats.batches)
+        documents = self._documents(table, differ, deletes, seen, result, changes)
+        documents = meter.items(documents, lambda: stats.batches)
         self._mark(name, TableProgress("pushing"))
         self.sink.upsert(table.convex_name, documents, stats)
         rows_before = base.rows if base else 0
@@ -358,6 +396,9 @@ class Sync:
         else:
             self.sink.delete(table.convex_name, deletes, stats)
         meter.done(steps=stats.batches)
+        if changes and change_file:
+            changes.finish(differ.old_header, deletes=not withheld)
+            result.changes_key = self.recorder.save_changes(self.run_id, change_file)
         if self.options.dry_run and result.status == "applied":
             result.status = "dry-run"
         if result.applied:
@@ -374,20 +415,27 @@ class Sync:
         deletes: list[str],
         seen: set[str] | None,
         result: TableReport,
+        changes: ChangeRecorder | None = None,
     ) -> Iterator[dict[str, Any]]:
         refused: dict[str, int] = {}
         for change in differ:
             if change.record is None:
                 deletes.append(change.record_id)
+                if changes:
+                    changes.record(change)
                 continue
             if seen is not None:
                 seen.add(change.record_id)
             try:
-                yield to_convex_document(table, change.record, result.warnings)
+                document = to_convex_document(table, change.record, result.warnings)
             except RecordError as exc:
                 result.errors.append(str(exc))
                 result.rejected.append(change.record_id)
                 refused[change.kind] = refused.get(change.kind, 0) + 1
+                continue
+            if changes:  # only records Convex takes are changes of this run
+                changes.record(change)
+            yield document
         # refused records are reported as errors, not as added or changed
         counts = differ.result
         result.added = counts.added - refused.get("added", 0)
@@ -408,23 +456,37 @@ class Sync:
         self._mark(name, TableProgress("applied", self._entry(snapshot_id, name, result)))
 
 
-def diff_snapshots(store: SnapshotStore, old_id: str, new_id: str) -> dict[str, dict[str, Any]]:
-    """Per-table counts between two snapshots (`snapshots diff A B`), writing nothing."""
+def diff_snapshots(
+    store: SnapshotStore,
+    old_id: str,
+    new_id: str,
+    on_change: Callable[[str, ChangeRow], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per-table counts between two snapshots (`snapshots diff A B`), writing nothing; `on_change`,
+    if given, gets every record that differs (`--records`) with the table's name."""
     old, new = store.read_manifest(old_id), store.read_manifest(new_id)
     old_tables = {t.name: t for t in old.tables}
     counts: dict[str, dict[str, Any]] = {}
     for table in store.read_schema(new_id).tables:
         before = old_tables.pop(table.name, None)
+        changes = ChangeRecorder(table, functools.partial(on_change, table.name)) if on_change else None
         differ = TableDiffer(
             table,
             store.iter_text(old_id, table.name, expected=before) if before else None,
             store.iter_text(new_id, table.name, expected=new.table(table.name)),
             old_rows=before.rows if before else 0,
             different_writers=before is not None and old.source != new.source,
+            keep_old=changes.keep_old if changes else None,
         )
-        for _ in differ:
-            pass
+        for change in differ:
+            if changes:
+                changes.record(change)
+        if changes:
+            changes.finish(differ.old_header)
         counts[table.name] = differ.result.to_json()
     for name, gone in sorted(old_tables.items()):
         counts[name] = {"added": 0, "changed": 0, "deleted": gone.rows, "unchanged": 0, "status": "dropped"}
+        if on_change:
+            for record in store.iter_records(old_id, store.read_schema(old_id).table(name)):
+                on_change(name, ChangeRow(str(record["id"]), "deleted", tuple(record), record, None))
     return counts

@@ -336,16 +336,16 @@ def _failed(
     error = str(scrubbed_failure(exc, config))
     log.error("run %s failed: %s", request.run_id, error)
     report = {**request.to_json(), "status": "failed", "error": error, "finishedAt": iso(time.time())}
+    if store is not None:  # first, so that syncRuns gets the report's keys
+        try:
+            report = store.write_run_report(request.run_id, report)
+        except Exception as write_exc:
+            log.error("run %s: could not write its report: %s", request.run_id,
+                      scrubbed_failure(write_exc, config))  # fmt: skip
     try:
         if record_in_convex:
             jobs.record_run(jobs.open_convex(config), report)
     except Exception as record_exc:
         log.error("run %s: could not record the failure in Convex: %s", request.run_id,
                   scrubbed_failure(record_exc, config))  # fmt: skip
-    if store is not None:
-        try:
-            store.write_run_report(request.run_id, report)
-        except Exception as write_exc:
-            log.error("run %s: could not write its report: %s", request.run_id,
-                      scrubbed_failure(write_exc, config))  # fmt: skip
     return report

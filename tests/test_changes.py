@@ -1,0 +1,104 @@
+"""Change rows from the diff: kinds, changed fields, before/after values, whatever the diff's path."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from tests.test_diff import HEADER, TABLE, row, text
+from xata2convex.changes import ChangeFile, ChangeRecorder, ChangeRow, read_change_file
+from xata2convex.diff import TableDiffer
+
+HOSTILE = 'a "quoted",\r\nline <script>alert(1)</script> <img src=x onerror=alert(1)> שלום 👩‍💻'
+
+
+def record(record_id: str, name: str | None, n: int | None, version: int = 0) -> dict[str, object]:
+    return {"id": record_id, "xata_version": version, "xata_createdAt": None, "xata_updatedAt": None,
+            "name": name, "n": n}  # fmt: skip
+
+
+def rows_of(
+    old: list[list[str | None]], new: list[list[str | None]], deletes: bool = True, **kwargs: object
+) -> list[ChangeRow]:
+    rows: list[ChangeRow] = []
+    recorder = ChangeRecorder(TABLE, rows.append)
+    differ = TableDiffer(TABLE, text(old), text(new), keep_old=recorder.keep_old, **kwargs)  # type: ignore[arg-type]
+    for change in differ:
+        recorder.record(change)
+    recorder.finish(differ.old_header, deletes=deletes)
+    return sorted(rows, key=lambda r: r.record_id)
+
+
+OLD = [HEADER, row("a", "x", 1), row("b", HOSTILE, 2), row("c", "z", 3), row("e", "same", None)]
+NEW = [HEADER, row("a", "x", 1), row("b", HOSTILE + "!", None, version=1), row("d", HOSTILE, None),
+       row("e", "same", None)]  # fmt: skip
+EXPECTED = [
+    ChangeRow("b", "changed", ("xata_version", "name", "n"), {"xata_version": 0, "name": HOSTILE, "n": 2},
+              {"xata_version": 1, "name": HOSTILE + "!", "n": None}),
+    ChangeRow("c", "deleted", tuple(record("c", "z", 3)), record("c", "z", 3), None),
+    ChangeRow("d", "added", tuple(record("d", HOSTILE, None)), None, record("d", HOSTILE, None)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"old_rows": 4, "partition_rows": 1}],  # in one pass, and spread over partition files
+    ids=["one-pass", "partitioned"],
+)
+def test_rows_name_kind_changed_fields_and_values(kwargs: dict[str, int]) -> None:
+    assert rows_of(OLD, NEW, **kwargs) == EXPECTED
+
+
+def test_columns_in_another_order_and_a_column_only_the_old_side_has() -> None:
+    order = [5, 4, 3, 2, 1, 0]
+    new = [[r[i] for i in order] for r in ([HEADER, row("a", "x", 1)])]
+    assert rows_of([HEADER, row("a", "x", 1)], new) == []
+    old = [[*HEADER, "gone"], [*row("a", "x", 1), "old text"]]
+    [changed] = rows_of(old, [HEADER, row("a", "y", 1)])
+    assert changed.fields == ("name", "gone")
+    assert changed.before == {"name": "x", "gone": "old text"} and changed.after == {
+        "name": "y",
+        "gone": None,
+    }
+
+
+def test_minus_zero_and_empty_string_against_null_are_changes() -> None:
+    from xata2convex.model import Column, TableSchema
+
+    table = TableSchema("f", (Column("score", "float"), Column("s", "string")))
+    header = ["id", "xata_version", "xata_createdAt", "xata_updatedAt", "score", "s"]
+    rows: list[ChangeRow] = []
+    recorder = ChangeRecorder(table, rows.append)
+    old = text([header, ["a", "0", None, None, "0.0", None]])
+    new = text([header, ["a", "0", None, None, "-0.0", ""]])
+    differ = TableDiffer(table, old, new, keep_old=recorder.keep_old)
+    for change in differ:
+        recorder.record(change)
+    recorder.finish(differ.old_header)
+    assert rows == [
+        ChangeRow("a", "changed", ("score", "s"), {"score": 0.0, "s": None}, {"score": -0.0, "s": ""})
+    ]
+    assert str(rows[0].after["score"]) == "-0.0"  # type: ignore[index]
+
+
+def test_withheld_deletes_are_left_out() -> None:
+    rows = rows_of(OLD, NEW, deletes=False)
+    assert [r.change for r in rows] == ["changed", "added"]
+
+
+def test_a_change_file_reads_back_row_for_row() -> None:
+    file = ChangeFile("t")
+    for change_row in EXPECTED:
+        file.write(change_row)
+    saved: list[bytes] = []
+    sample = file.save(lambda data: saved.append(data.read()) or "key")  # type: ignore[func-returns-value]
+    assert sample.total == 3 and sample.key == "key" and sample.rows == EXPECTED
+    assert saved[0].startswith(b"id,change,fields,before,after\r\n")
+    back = list(read_change_file(io.StringIO(saved[0].decode(), newline="")))
+    assert back == EXPECTED
+
+
+def test_nothing_changed_stores_no_file() -> None:
+    sample = ChangeFile("t").save(lambda data: pytest.fail("stored an empty change file"))
+    assert sample.total == 0 and sample.key is None
