@@ -275,7 +275,9 @@ def test_the_sink_transport_retries_like_the_api_and_signs_each_attempt_afresh(s
     gave_up = ConvexSinkAction(scripted([(502, {"message": "bad gateway"})] * 2).url, secret, max_attempts=2,
                                sleep=lambda _: None)  # fmt: skip
     with pytest.raises(
-        ConvexUnavailable, match=r"gave up after 2 attempts \(HTTP 502: bad gateway\)"
+        ConvexUnavailable,
+        match=r"gave up after 2 attempts \(HTTP 502 from http://127\.0\.0\.1:\d+/xata2convex/sink: "
+        r"bad gateway\)",
     ) as error:
         gave_up.call("schemaInfo", {})
     assert secret not in str(error.value) and secret not in repr(gave_up)
