@@ -1,7 +1,8 @@
 /**
  * The sink: how the Lambdas write the mirror without a deploy key.
  *
- *   POST /xata2convex/sink  {"op": "upsertBatch" | "deleteBatch" | "listPage" | "schemaInfo" | "recordRun",
+ *   POST /xata2convex/sink  {"op": "upsertBatch" | "deleteBatch" | "listPage" | "schemaInfo" | "recordRun"
+ *                            | "resolveLinks",
  *                            "args": {...}}   (args in Convex's JSON encoding: int64 as {"$integer": ...})
  *
  * signed like the trigger request with XATA2CONVEX_SINK_SECRET (or, during a rotation,
@@ -40,6 +41,7 @@ const OPERATIONS: Record<string, Operation> = {
   listPage: { query: internal.mirror.listPage },
   schemaInfo: { query: internal.mirror.schemaInfo },
   recordRun: { mutation: internal.syncRuns.record },
+  resolveLinks: { mutation: internal.mirror.resolveLinks },
 };
 
 function reply(status: number, body: JSONValue): Response {

@@ -5,14 +5,21 @@ import { v } from "convex/values";
 /** SHA-256 of the Xata schema these tables were generated from. */
 export const xataSchemaHash = "2f995a4ea93140f06fca20d738860473cb0c65aa75dc29b5d53dd34c402965b1";
 
-/** Convex table -> its Xata table and, per Convex field, the Xata column and type. */
+/** `[mirror] table_prefix` of xata2convex.toml: prepended to every mirrored table name. */
+export const xataTablePrefix = "";
+
+/**
+ * Convex table -> its Xata table and, per Convex field, the Xata column and type; `int64` for
+ * int columns mirrored as bigint; for a link, the target table, the field holding the target's
+ * `_id` and its index.
+ */
 export const xataTableMap = {
   teams: {
     xata: "teams",
     fields: {
       name: { xata: "name", type: "string" },
       description: { xata: "description", type: "text" },
-      budget: { xata: "budget", type: "int" },
+      budget: { xata: "budget", type: "int", int64: true },
       founded: { xata: "founded", type: "datetime" },
       tags: { xata: "tags", type: "multiple" },
       embedding: { xata: "embedding", type: "vector" },
@@ -23,7 +30,7 @@ export const xataTableMap = {
     fields: {
       name: { xata: "name", type: "string" },
       email: { xata: "email", type: "email" },
-      age: { xata: "age", type: "int" },
+      age: { xata: "age", type: "int", int64: true },
       score: { xata: "score", type: "float" },
       active: { xata: "active", type: "bool" },
       joined: { xata: "joined", type: "datetime" },
@@ -32,14 +39,14 @@ export const xataTableMap = {
       settings: { xata: "settings", type: "json" },
       avatar: { xata: "avatar", type: "file" },
       attachments: { xata: "attachments", type: "file[]" },
-      team: { xata: "team", type: "link" },
+      team: { xata: "team", type: "link", link: { table: "teams", idField: "team_id", index: "by_team_id" } },
     },
   },
   event_subject_matter_experts: {
     xata: "event-subject-matter-experts",
     fields: {
       full_name: { xata: "full-name", type: "string" },
-      user: { xata: "user", type: "link" },
+      user: { xata: "user", type: "link", link: { table: "users", idField: "user_id", index: "by_user_id" } },
       expertise_level: { xata: "expertise-level", type: "int" },
       hourly_rate: { xata: "hourly-rate", type: "float" },
       verified: { xata: "verified", type: "bool" },
@@ -57,11 +64,11 @@ export const xataTableMap = {
     fields: {
       title: { xata: "title", type: "string" },
       body: { xata: "body", type: "text" },
-      author: { xata: "author", type: "link" },
+      author: { xata: "author", type: "link", link: { table: "users", idField: "author_id", index: "by_author_id" } },
       rating: { xata: "rating", type: "float" },
       published: { xata: "published", type: "bool" },
       published_at: { xata: "published-at", type: "datetime" },
-      word_count: { xata: "word-count", type: "int" },
+      word_count: { xata: "word-count", type: "int", int64: true },
       labels: { xata: "labels", type: "multiple" },
       extra: { xata: "extra", type: "json" },
       embedding: { xata: "embedding", type: "vector" },
@@ -88,12 +95,13 @@ export const xataTables = {
     xata_updatedAt: v.optional(v.number()),
     name: v.optional(v.string()),
     description: v.optional(v.string()),
-    budget: v.optional(v.number()),
+    budget: v.optional(v.int64()),
     founded: v.optional(v.number()),
     tags: v.optional(v.array(v.string())),
     embedding: v.optional(v.array(v.number())),
   })
     .index("by_xata_id", ["xata_id"])
+    .searchIndex("search_description", { searchField: "description" })
     .vectorIndex("by_embedding", { vectorField: "embedding", dimensions: 1536 }),
   users: defineTable({
     xata_id: v.string(),
@@ -102,7 +110,7 @@ export const xataTables = {
     xata_updatedAt: v.optional(v.number()),
     name: v.optional(v.string()),
     email: v.optional(v.string()),
-    age: v.optional(v.number()),
+    age: v.optional(v.int64()),
     score: v.optional(v.number()),
     active: v.optional(v.boolean()),
     joined: v.optional(v.number()),
@@ -146,7 +154,12 @@ export const xataTables = {
       ),
     ),
     team: v.optional(v.string()),
-  }).index("by_xata_id", ["xata_id"]),
+    team_id: v.optional(v.id("teams")),
+  })
+    .index("by_xata_id", ["xata_id"])
+    .index("by_team_id", ["team_id", "team"])
+    .searchIndex("search_name", { searchField: "name" })
+    .searchIndex("search_bio", { searchField: "bio" }),
   // Xata table "event-subject-matter-experts"
   event_subject_matter_experts: defineTable({
     xata_id: v.string(),
@@ -156,6 +169,7 @@ export const xataTables = {
     // Xata column "full-name"
     full_name: v.optional(v.string()),
     user: v.optional(v.string()),
+    user_id: v.optional(v.id("users")),
     // Xata column "expertise-level"
     expertise_level: v.optional(v.number()),
     // Xata column "hourly-rate"
@@ -207,6 +221,7 @@ export const xataTables = {
     embedding: v.optional(v.array(v.number())),
   })
     .index("by_xata_id", ["xata_id"])
+    .index("by_user_id", ["user_id", "user"])
     .vectorIndex("by_embedding", { vectorField: "embedding", dimensions: 1536 }),
   documents: defineTable({
     xata_id: v.string(),
@@ -216,12 +231,13 @@ export const xataTables = {
     title: v.optional(v.string()),
     body: v.optional(v.string()),
     author: v.optional(v.string()),
+    author_id: v.optional(v.id("users")),
     rating: v.optional(v.number()),
     published: v.optional(v.boolean()),
     // Xata column "published-at"
     published_at: v.optional(v.number()),
     // Xata column "word-count"
-    word_count: v.optional(v.number()),
+    word_count: v.optional(v.int64()),
     labels: v.optional(v.array(v.string())),
     extra: v.optional(v.any()),
     embedding: v.optional(v.array(v.number())),
@@ -263,6 +279,9 @@ export const xataTables = {
     ),
   })
     .index("by_xata_id", ["xata_id"])
+    .index("by_author_id", ["author_id", "author"])
+    .searchIndex("search_title", { searchField: "title" })
+    .searchIndex("search_body", { searchField: "body" })
     .vectorIndex("by_embedding", { vectorField: "embedding", dimensions: 1536 }),
   // Xata table "empty-table"
   empty_table: defineTable({

@@ -112,7 +112,11 @@ def test_sync_run_verify_and_schema(xata_standin: XataStandInFactory, tmp_path: 
         convex_key = env["CONVEX_DEPLOY_KEY"]
         assert convex_key not in again.output + verified.output
         out = tmp_path / "xataTables.ts"
-        schema = invoke(env, "schema", "--out", str(out), "--snapshot", report["snapshotId"])
+        no_settings = tmp_path / "empty.toml"  # not the repository's xata2convex.toml (the sample seed's)
+        no_settings.write_text("")
+        schema = invoke(
+            env, "schema", "--out", str(out), "--snapshot", report["snapshotId"], "--config", str(no_settings)
+        )
         assert schema.exit_code == 0 and "export const xataTables" in out.read_text()
         assert out.read_text() == (project / "convex" / "xataTables.ts").read_text()
 

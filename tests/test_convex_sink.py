@@ -3,7 +3,9 @@ signed sink HTTP action on the local Convex."""
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from xata2convex import jobs, trigger
+from xata2convex import convex_json, jobs, trigger
+from xata2convex.convex_json import Int64
 from xata2convex.convex_sink import (
     SINK_PATH,
     BatchLimitReached,
@@ -81,7 +84,7 @@ def test_transient_errors_are_retried_then_succeed(scripted: Any) -> None:
     assert len(server.requests) == 3
     assert {k: v for k, v in server.requests[0].items() if k not in ("headers", "raw")} == {
         "path": "mirror:deleteBatch", "auth": "Convex prod:secret-deploy-key",
-        "args": {"table": "t", "xataIds": []}, "format": "json",
+        "args": {"table": "t", "xataIds": []}, "format": "convex_encoded_json",
     }  # fmt: skip
 
 
@@ -281,3 +284,45 @@ def test_the_sink_transport_retries_like_the_api_and_signs_each_attempt_afresh(s
     ) as error:
         gave_up.call("schemaInfo", {})
     assert secret not in str(error.value) and secret not in repr(gave_up)
+
+
+def test_int64_values_travel_in_convex_encoding_both_ways(scripted: Any) -> None:
+    """Convex's JSON encoding: `{"$integer": base64 of 8 little-endian bytes}`, exact at ±(2^63-1)."""
+    values = [2**63 - 1, -(2**63 - 1), -(2**63), 2**53 + 1, 0]
+    encoded = [{"$integer": base64.b64encode(struct.pack("<q", n)).decode()} for n in values]
+    server = scripted(
+        [(200, {"status": "success", "value": {"echo": encoded, "f": {"$float": "AAAAAAAAAIA="}}})]
+    )
+    answer = client(server.url).mutation("m:f", {"ints": [Int64(n) for n in values], "plain": 5})
+    [request] = server.requests
+    assert request["format"] == "convex_encoded_json"
+    assert request["args"] == {"ints": encoded, "plain": 5}
+    assert answer["echo"] == [Int64(n) for n in values] and str(answer["f"]) == "-0.0"
+    assert Int64(5) != 5 and convex_json.loads(convex_json.dumps(Int64(2**63 - 1))) == Int64(2**63 - 1)
+    with pytest.raises(ValueError):
+        Int64(2**63)
+
+
+def test_batches_are_bounded_by_index_reads(scripted: Any) -> None:
+    """A document with k links costs 1 + k index reads in Convex; a batch stays within max_lookups."""
+    ok = success(inserted=0, updated=0, unchanged=0)
+    server = scripted([ok] * 10)
+    writer = MirrorWriter(client(server.url), max_lookups=10)
+    documents = [{"xata_id": f"r{i}", "links": i % 3} for i in range(8)]  # costs 1, 2, 3, 1, 2, 3, 1, 2
+    writer.upsert("t", documents, PushStats(), cost=lambda d: 1 + int(d["links"]))
+    sizes = [len(r["args"]["documents"]) for r in server.requests]
+    assert sizes == [5, 3]  # 1+2+3+1+2 = 9, then 3+1+2 = 6
+
+
+def test_a_delete_that_only_unlinked_referrers_is_sent_again(scripted: Any) -> None:
+    """Convex ends a delete before a target whose referrers take more than one call to unlink."""
+    server = scripted(
+        [
+            success(processed=0, deleted=0, missing=0, duplicatesRemoved=0, unlinked=3500),
+            success(processed=2, deleted=2, missing=0, duplicatesRemoved=0, unlinked=10),
+        ]
+    )
+    stats = PushStats()
+    MirrorWriter(client(server.url)).delete("teams", ["a", "b"], stats)
+    assert [r["args"]["xataIds"] for r in server.requests] == [["a", "b"], ["a", "b"]]
+    assert (stats.deleted, stats.unlinked, stats.batches) == (2, 3510, 2)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from xata2convex.mirror import MirrorNameError, MirrorPlan, to_convex_document
+from xata2convex.mirror_config import MirrorConfig, TableConfig
 from xata2convex.model import DatabaseSchema, schema_from_xata
 from xata2convex.schemagen import generate_convex_module, write_convex_module
 
@@ -116,6 +117,7 @@ def test_vector_index_per_vector_column_with_its_dimension() -> None:
     assert (
         "  })\n"
         '    .index("by_xata_id", ["xata_id"])\n'
+        '    .index("by_expert_id", ["expert_id", "expert"])\n'
         '    .vectorIndex("by_embedding", { vectorField: "embedding", dimensions: 3 }),\n'
     ) in module
     assert module.count('.index("by_xata_id", ["xata_id"])') == 2
@@ -234,18 +236,28 @@ def typecheck(folder: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.skipif(not TSC.exists(), reason="node_modules/.bin/tsc is missing: run `make setup`")
-def test_generated_module_typechecks_and_types_the_mapped_documents(ts_dir: Path) -> None:
+@pytest.mark.parametrize("prefix", ["", "xata_"])
+def test_generated_module_typechecks_and_types_the_mapped_documents(ts_dir: Path, prefix: str) -> None:
     database = schema()
-    write_convex_module(database, ts_dir / "xataTables.ts")
-    plan = MirrorPlan.from_schema(database)
+    config = MirrorConfig(prefix, {"sessions": TableConfig(search=("title",))})
+    write_convex_module(database, ts_dir / "xataTables.ts", config)
+    plan = MirrorPlan.from_schema(database, config)
+    experts, sessions = f"{prefix}event_subject_matter_experts", f"{prefix}sessions"
     checks = [
         'import { defineSchema } from "convex/server";',
-        'import type { Infer } from "convex/values";',
-        'import { xataTables, xataTableMap, xataSchemaHash } from "./xataTables";',
+        'import type { GenericId, Infer } from "convex/values";',
+        'import { xataTables, xataTableMap, xataSchemaHash, xataTablePrefix } from "./xataTables";',
         "export default defineSchema({ ...xataTables });",
         f'const hash: "{database.fingerprint()}" = xataSchemaHash;',
-        'const renamed: "full-name" = xataTableMap.event_subject_matter_experts.fields.full_name.xata;',
-        "export const used = [hash, renamed];",
+        f'const renamed: "full-name" = xataTableMap.{experts}.fields.full_name.xata;',
+        f'const prefix: "{prefix}" = xataTablePrefix;',
+        f'const target: "{experts}" = xataTableMap.{sessions}.fields.expert.link.table;',
+        "export const used = [hash, renamed, prefix, target];",
+        # A link's `_id` field is typed as an id of the (prefixed) target table, and of no other.
+        f"type Session = Infer<typeof xataTables.{sessions}.validator>;",
+        f'export const linked: Session["expert_id"] = undefined as unknown as GenericId<"{experts}">;',
+        "// @ts-expect-error an id of another table",
+        f'export const wrongLink: Session["expert_id"] = undefined as unknown as GenericId<"{sessions}">;',
     ]
     for table in plan.tables:
         type_name = f"Doc_{table.convex_name}"
@@ -256,10 +268,10 @@ def test_generated_module_typechecks_and_types_the_mapped_documents(ts_dir: Path
     # A wrongly typed field must not typecheck.
     checks += [
         "// @ts-expect-error years_active is a number",
-        'export const wrong: Doc_event_subject_matter_experts = { xata_id: "x", full_name: "A", '
+        f'export const wrong: Doc_{experts} = {{ xata_id: "x", full_name: "A", '
         'available: true, years_active: "9" };',
         "// @ts-expect-error full_name is notNull",
-        'export const missing: Doc_event_subject_matter_experts = { xata_id: "x", available: true };',
+        f'export const missing: Doc_{experts} = {{ xata_id: "x", available: true }};',
     ]
     (ts_dir / "checks.ts").write_text("\n".join(checks) + "\n")
     result = typecheck(ts_dir)
@@ -268,7 +280,7 @@ def test_generated_module_typechecks_and_types_the_mapped_documents(ts_dir: Path
     (ts_dir / "checks.ts").write_text(
         'import { xataTables } from "./xataTables";\n'
         'import type { Infer } from "convex/values";\n'
-        "export const bad: Infer<typeof xataTables.sessions.validator> = "
+        f"export const bad: Infer<typeof xataTables.{sessions}.validator> = "
         '{ xata_id: "x", title: "t", attachments: [], embedding: ["a"] };\n'
     )
     result = typecheck(ts_dir)

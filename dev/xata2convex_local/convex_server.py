@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import click
 
+from xata2convex.mirror_config import MirrorConfig
 from xata2convex.model import DatabaseSchema, XataToConvexError
 from xata2convex.schemagen import write_convex_module
 
@@ -279,15 +280,17 @@ def convex_command(port: int, host: str, deploy_key: str | None) -> None:
 
 
 @contextmanager
-def project_for_schema(schema: DatabaseSchema, base: Path = REPO_ROOT) -> Iterator[Path]:
-    """A throwaway Convex project: `base`'s convex/ with the mirror regenerated for `schema`.
+def project_for_schema(
+    schema: DatabaseSchema, base: Path = REPO_ROOT, config: MirrorConfig | None = None
+) -> Iterator[Path]:
+    """A throwaway Convex project: `base`'s convex/ with the mirror regenerated for `schema` (and `config`).
 
     Made beside `base` (not in /tmp) so that Node resolves `convex` from base's node_modules.
     """
     project = Path(tempfile.mkdtemp(prefix=".convex-project-", dir=base))
     try:
         shutil.copytree(base / "convex", project / "convex")
-        write_convex_module(schema, project / "convex" / "xataTables.ts")
+        write_convex_module(schema, project / "convex" / "xataTables.ts", config)
         yield project
     finally:
         shutil.rmtree(project, ignore_errors=True)

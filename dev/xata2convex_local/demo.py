@@ -28,6 +28,7 @@ from xata2convex import jobs
 from xata2convex.cli import render_report
 from xata2convex.config import Config
 from xata2convex.convex_sink import MirrorWriter
+from xata2convex.mirror_config import load_mirror_config
 from xata2convex.sync import SyncOptions
 from xata2convex.xata_source import sdk_client
 
@@ -81,7 +82,9 @@ def change_through_the_sdk(client: XataClient) -> list[str]:
 
 def show(title: str, value: Any) -> None:
     print(f"\n=== {title}")
-    print(value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False))
+    # An int64 shows as JavaScript writes a bigint (`36n`), as the Convex dashboard does.
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=lambda v: f"{v.value}n")
+    print(value if isinstance(value, str) else text)
 
 
 def sync_change_sync_verify(
@@ -97,7 +100,9 @@ def sync_change_sync_verify(
         schema = source_reader.read_schema()
     finally:
         source_reader.close()
-    with project_for_schema(schema) as project, LocalConvex(project) as convex:
+    # The repository's xata2convex.toml: the sample's integers beyond 2^53 are int64 columns.
+    mirror_config = load_mirror_config(REPO / "xata2convex.toml")
+    with project_for_schema(schema, config=mirror_config) as project, LocalConvex(project) as convex:
         config = config.with_overrides(convex_url=convex.url, convex_deploy_key=convex.deploy_key)
         show(f"{source}: Convex tables generated from its schema", ", ".join(t.name for t in schema.tables))
         show(f"{source}: local Convex {convex.url}, snapshots {snapshots}", "first sync: the sample lands")

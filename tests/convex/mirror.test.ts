@@ -6,6 +6,7 @@ import * as syncRuns from "../../convex/syncRuns";
 import { internal } from "../../convex/_generated/api";
 import {
   type MirrorTable,
+  linkFields,
   mirrorTables,
   newBackend,
   optionalField,
@@ -44,7 +45,18 @@ describe("visibility", () => {
       ([, f]) => typeof f === "function" || "isRegistered" in f,
     );
     expect(functions.map(([name]) => name).sort()).toEqual(
-      ["create", "deleteBatch", "failPending", "get", "list", "listPage", "record", "schemaInfo", "upsertBatch"].sort(),
+      [
+        "create",
+        "deleteBatch",
+        "failPending",
+        "get",
+        "list",
+        "listPage",
+        "record",
+        "resolveLinks",
+        "schemaInfo",
+        "upsertBatch",
+      ].sort(),
     );
     for (const [, f] of functions) {
       expect(f.isInternal).toBe(true);
@@ -58,12 +70,15 @@ describe("upsertBatch", () => {
     const t = newBackend();
     for (const name of mirrorTables) {
       const docs = [sampleDocument(name, "rec_1", 1), sampleDocument(name, "rec_2", 2)];
+      // sample links point at "link-<n>", which is never mirrored
+      const unresolved = linkFields(name).length > 0 ? 2 : 0;
       expect(await t.mutation(internal.mirror.upsertBatch, { table: name, documents: docs })).toEqual({
         processed: 2,
         inserted: 2,
         updated: 0,
         unchanged: 0,
         duplicatesRemoved: 0,
+        unresolved,
       });
       expect(await t.mutation(internal.mirror.upsertBatch, { table: name, documents: docs })).toEqual({
         processed: 2,
@@ -71,6 +86,7 @@ describe("upsertBatch", () => {
         updated: 0,
         unchanged: 2,
         duplicatesRemoved: 0,
+        unresolved,
       });
       const changed = { ...docs[1]!, xata_version: 99 };
       expect(
@@ -81,6 +97,7 @@ describe("upsertBatch", () => {
         updated: 1,
         unchanged: 1,
         duplicatesRemoved: 0,
+        unresolved,
       });
       expect(await listAll(t, name)).toEqual([docs[0], changed]);
     }
@@ -180,13 +197,14 @@ describe("deleteBatch", () => {
       table,
       xataIds: ["rec_1", "rec_3", "rec_9"],
     });
-    expect(result).toEqual({ processed: 3, deleted: 2, missing: 1, duplicatesRemoved: 0 });
+    expect(result).toEqual({ processed: 3, deleted: 2, missing: 1, duplicatesRemoved: 0, unlinked: 0 });
     expect(await listAll(t, table)).toEqual([docs[1]]);
     expect(await t.mutation(internal.mirror.deleteBatch, { table, xataIds: ["rec_1"] })).toEqual({
       processed: 1,
       deleted: 0,
       missing: 1,
       duplicatesRemoved: 0,
+      unlinked: 0,
     });
   });
 
@@ -316,7 +334,14 @@ describe("Convex's 16 MiB read limit", () => {
     await insertDirectly(t, bigTable, Array(5).fill(huge));
     const documents = [small("rec_a", 1), small("rec_b", 2)];
     const first = await t.mutation(internal.mirror.upsertBatch, { table: bigTable, documents });
-    expect(first).toEqual({ processed: 1, inserted: 0, updated: 1, unchanged: 0, duplicatesRemoved: 4 });
+    expect(first).toEqual({
+      processed: 1,
+      inserted: 0,
+      updated: 1,
+      unchanged: 0,
+      duplicatesRemoved: 4,
+      unresolved: 0,
+    });
     const rest = await t.mutation(internal.mirror.upsertBatch, { table: bigTable, documents: documents.slice(1) });
     expect(rest).toMatchObject({ processed: 1, inserted: 1 });
     expect(await listAll(t, bigTable)).toEqual(documents);
@@ -353,7 +378,14 @@ describe("documents that share a xata_id (left by another loader)", () => {
       table,
       documents: [doc, sampleDocument(table, "rec_new", 3)],
     });
-    expect(result).toEqual({ processed: 2, inserted: 1, updated: 0, unchanged: 1, duplicatesRemoved: 1 });
+    expect(result).toEqual({
+      processed: 2,
+      inserted: 1,
+      updated: 0,
+      unchanged: 1,
+      duplicatesRemoved: 1,
+      unresolved: 0,
+    });
     const stored = await listAll(t, table);
     expect(stored.filter((d) => d.xata_id === "rec_dup")).toEqual([doc]);
     expect(stored.map((d) => d.xata_id).sort()).toEqual(["rec_dup", "rec_new", "rec_other"]);
@@ -367,7 +399,14 @@ describe("documents that share a xata_id (left by another loader)", () => {
     await insertDirectly(t, table, [doc, doc, doc]);
     const changed = { ...doc, xata_version: 2 };
     const result = await t.mutation(internal.mirror.upsertBatch, { table, documents: [changed] });
-    expect(result).toEqual({ processed: 1, inserted: 0, updated: 1, unchanged: 0, duplicatesRemoved: 2 });
+    expect(result).toEqual({
+      processed: 1,
+      inserted: 0,
+      updated: 1,
+      unchanged: 0,
+      duplicatesRemoved: 2,
+      unresolved: 0,
+    });
     expect(await listAll(t, table)).toEqual([changed]);
   });
 
@@ -377,7 +416,124 @@ describe("documents that share a xata_id (left by another loader)", () => {
     const other = sampleDocument(table, "rec_other", 2);
     await insertDirectly(t, table, [doc, doc, doc, other]);
     const result = await t.mutation(internal.mirror.deleteBatch, { table, xataIds: ["rec_dup"] });
-    expect(result).toEqual({ processed: 1, deleted: 1, missing: 0, duplicatesRemoved: 2 });
+    expect(result).toEqual({ processed: 1, deleted: 1, missing: 0, duplicatesRemoved: 2, unlinked: 0 });
     expect(await listAll(t, table)).toEqual([other]);
+  });
+});
+
+describe("links", () => {
+  // users.team -> teams (the sample schema), both written through the mirror as the sync does.
+  const team = (xataId: string) => sampleDocument("teams", xataId);
+  const user = (xataId: string, teamId: string | undefined) => {
+    const { team: _team, ...rest } = sampleDocument("users", xataId);
+    return teamId === undefined ? rest : { ...rest, team: teamId };
+  };
+  const teamIdOf = async (t: ReturnType<typeof newBackend>, xataId: string) =>
+    (await t.query(internal.mirror.listPage, { table: "teams", paginationOpts: page(100) })).page.find(
+      (doc) => doc.xata_id === xataId,
+    )?._id;
+  const usersById = async (t: ReturnType<typeof newBackend>): Promise<Record<string, Record<string, Value>>> =>
+    Object.fromEntries(
+      (await t.query(internal.mirror.listPage, { table: "users", paginationOpts: page(100) })).page.map(
+        (doc) => [doc.xata_id, doc],
+      ),
+    );
+
+  test("a link is resolved on write, left absent without its target, and never taken from the caller", async () => {
+    const t = newBackend();
+    await t.mutation(internal.mirror.upsertBatch, { table: "teams", documents: [team("rec_t1")] });
+    const forged = { ...user("rec_u2", "rec_t1"), team_id: "forged" };
+    const result = await t.mutation(internal.mirror.upsertBatch, {
+      table: "users",
+      documents: [user("rec_u1", "rec_t1"), forged, user("rec_u3", "rec_missing"), user("rec_u4", undefined)],
+    });
+    expect(result).toMatchObject({ processed: 4, inserted: 4, unresolved: 1 });
+    const users = await usersById(t);
+    const t1 = await teamIdOf(t, "rec_t1");
+    expect(users.rec_u1!.team_id).toBe(t1);
+    expect(users.rec_u2!.team_id).toBe(t1);
+    expect(users.rec_u3).not.toHaveProperty("team_id");
+    expect(users.rec_u4).not.toHaveProperty("team_id");
+    // Writing the same documents again changes nothing: f_id is part of what is compared.
+    const again = await t.mutation(internal.mirror.upsertBatch, {
+      table: "users",
+      documents: [user("rec_u1", "rec_t1"), user("rec_u3", "rec_missing")],
+    });
+    expect(again).toMatchObject({ unchanged: 2, updated: 0, unresolved: 1 });
+  });
+
+  test("resolveLinks links documents whose target came later; deleting the target unlinks them", async () => {
+    const t = newBackend();
+    const users = Array.from({ length: 30 }, (_, i) => user(`rec_u${i}`, `rec_t${i % 3}`));
+    await t.mutation(internal.mirror.upsertBatch, { table: "users", documents: users });
+    await t.mutation(internal.mirror.upsertBatch, { table: "teams", documents: [team("rec_t0"), team("rec_t2")] });
+    type Cursor = { after: string; inclusive: boolean } | null;
+    let from: Cursor = null;
+    let linked = 0;
+    let scanned = 0;
+    do {
+      const result: { linked: number; scanned: number; next: Cursor } = await t.mutation(
+        internal.mirror.resolveLinks,
+        { table: "users", field: "team", from },
+      );
+      linked += result.linked;
+      scanned += result.scanned;
+      from = result.next;
+    } while (from !== null);
+    expect({ linked, scanned }).toEqual({ linked: 20, scanned: 30 });
+    const t0 = await teamIdOf(t, "rec_t0");
+    const byTeam = await t.run(async (ctx) =>
+      ctx.db
+        .query("users")
+        .withIndex("by_team_id", (q) => q.eq("team_id", t0 as never))
+        .collect(),
+    );
+    expect(byTeam.map((doc) => doc.xata_id).sort()).toEqual(
+      users.filter((_, i) => i % 3 === 0).map((doc) => doc.xata_id as string).sort(),
+    );
+    const deleted = await t.mutation(internal.mirror.deleteBatch, { table: "teams", xataIds: ["rec_t0"] });
+    expect(deleted).toMatchObject({ processed: 1, deleted: 1, unlinked: 10 });
+    const after = await usersById(t);
+    expect(Object.values(after).filter((doc) => doc.team_id !== undefined)).toHaveLength(10);
+    expect(after.rec_u0).not.toHaveProperty("team_id");
+    // Re-created: a new _id, which resolveLinks gives to the documents that name it.
+    await t.mutation(internal.mirror.upsertBatch, { table: "teams", documents: [team("rec_t0")] });
+    const again = await t.mutation(internal.mirror.resolveLinks, { table: "users", field: "team", from: null });
+    expect(again).toMatchObject({ linked: 10, next: null });
+    const t0Again = await teamIdOf(t, "rec_t0");
+    expect(t0Again).not.toBe(t0);
+    expect((await usersById(t)).rec_u0!.team_id).toBe(t0Again);
+  });
+
+  test("a target with more referrers than one call may unlink is deleted over several calls", async () => {
+    const t = newBackend();
+    await t.mutation(internal.mirror.upsertBatch, { table: "teams", documents: [team("rec_big")] });
+    // 40 referrers of ~300 KB: unlinking them all reads about 24 MB, over one call's budget.
+    for (let i = 0; i < 40; i += 10) {
+      const documents = Array.from({ length: 10 }, (_, j) => ({
+        ...user(`rec_u${i + j}`, "rec_big"),
+        bio: "b".repeat(300_000),
+      }));
+      await t.mutation(internal.mirror.upsertBatch, { table: "users", documents });
+    }
+    const calls = [];
+    for (;;) {
+      const result = await t.mutation(internal.mirror.deleteBatch, { table: "teams", xataIds: ["rec_big"] });
+      calls.push(result);
+      if (result.processed === 1) break;
+      expect(result).toMatchObject({ processed: 0, deleted: 0 });
+      expect(result.unlinked).toBeGreaterThan(0);
+    }
+    expect(calls.length).toBeGreaterThan(2);
+    expect(calls.reduce((sum, r) => sum + r.unlinked, 0)).toBe(40);
+    expect(await teamIdOf(t, "rec_big")).toBeUndefined();
+    expect(Object.values(await usersById(t)).every((doc) => doc.team_id === undefined)).toBe(true);
+  });
+
+  test("resolveLinks names an unknown link field", async () => {
+    const t = newBackend();
+    await expect(
+      t.mutation(internal.mirror.resolveLinks, { table: "users", field: "name", from: null }),
+    ).rejects.toThrow("has no link field 'name'");
   });
 });

@@ -16,7 +16,12 @@ export function newBackend(transactionLimits: boolean | Record<string, number> =
 export type MirrorTable = keyof typeof xataTableMap;
 export const mirrorTables = Object.keys(xataTableMap) as MirrorTable[];
 
-type FieldInfo = { xata: string; type: string };
+type FieldInfo = {
+  xata: string;
+  type: string;
+  int64?: boolean;
+  link?: { table: string; idField: string; index: string };
+};
 
 function fieldsOf(table: MirrorTable): Record<string, FieldInfo> {
   return xataTableMap[table].fields as Record<string, FieldInfo>;
@@ -63,8 +68,17 @@ export function sampleDocument(table: MirrorTable, xataId: string, n = 1): Recor
     xata_createdAt: 1_600_000_000_000,
     xata_updatedAt: 1_600_000_000_000 + n,
   };
-  for (const [field, info] of Object.entries(fieldsOf(table))) doc[field] = sampleValue(info.type, n);
+  for (const [field, info] of Object.entries(fieldsOf(table))) {
+    doc[field] = info.int64 ? BigInt(n) : sampleValue(info.type, n);
+  }
   return doc;
+}
+
+/** The link fields of `table` to mirrored tables: field, target table, `_id` field, index. */
+export function linkFields(table: MirrorTable): { field: string; table: string; idField: string; index: string }[] {
+  return Object.entries(fieldsOf(table)).flatMap(([field, info]) =>
+    info.link === undefined ? [] : [{ field, ...info.link }],
+  );
 }
 
 /** A user column the schema lets a document omit (Xata null), if the table has one. */

@@ -19,6 +19,7 @@ from .changes import ChangeRow
 from .config import Config, scrub
 from .errors import explain, secrets_of
 from .lock import LockBusy
+from .mirror_config import CONFIG_FILE, load_mirror_config
 from .model import SnapshotError, XataToConvexError
 from .progress import LogProgress, NoProgress, ProgressDisplay, TerminalProgress
 from .schemagen import write_convex_module
@@ -308,10 +309,17 @@ def verify(as_json: bool, **kwargs: Any) -> None:
     show_default=True,
 )
 @click.option("--snapshot", "snapshot_id", help="read the Xata schema from this snapshot, not from Xata")
+@click.option(
+    "--config",
+    "mirror_config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"the mirror's settings (default: ./{CONFIG_FILE} when it exists)",
+)
 @config_options(*SOURCE, "snapshot_uri")
 @verbose_option
-def schema(out: Path, snapshot_id: str | None, **kwargs: Any) -> None:
-    """Generate typed Convex table definitions from the Xata schema."""
+def schema(out: Path, snapshot_id: str | None, mirror_config_file: Path | None, **kwargs: Any) -> None:
+    """Generate typed Convex table definitions from the Xata schema and xata2convex.toml."""
+    mirror_config = load_mirror_config(mirror_config_file)
     config = build_config(kwargs)
     if snapshot_id:
         database_schema = jobs.open_store(config).read_schema(snapshot_id)
@@ -321,7 +329,7 @@ def schema(out: Path, snapshot_id: str | None, **kwargs: Any) -> None:
             database_schema = source.read_schema()
         finally:
             source.close()
-    changed = write_convex_module(database_schema, out)
+    changed = write_convex_module(database_schema, out, mirror_config)
     click.echo(
         f"{'wrote' if changed else 'unchanged'} {out} (Xata schema {database_schema.fingerprint()[:12]})"
     )

@@ -20,7 +20,6 @@ the rest as another batch.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -30,6 +29,7 @@ from typing import Any, Final, Literal, Protocol
 
 import requests
 
+from . import convex_json
 from .errors import could_not_connect, transport_problem
 from .model import XataToConvexError
 from .signing import signed_headers
@@ -45,7 +45,7 @@ class ConvexUnavailable(XataToConvexError):
     """Convex could not be reached or kept failing after the retries."""
 
 
-SinkOp = Literal["upsertBatch", "deleteBatch", "listPage", "schemaInfo", "recordRun"]
+SinkOp = Literal["upsertBatch", "deleteBatch", "listPage", "schemaInfo", "recordRun", "resolveLinks"]
 
 # Each operation's internal function, as the HTTP API names it.
 OPERATIONS: Final[Mapping[SinkOp, tuple[Literal["query", "mutation"], str]]] = {
@@ -54,6 +54,7 @@ OPERATIONS: Final[Mapping[SinkOp, tuple[Literal["query", "mutation"], str]]] = {
     "listPage": ("query", "mirror:listPage"),
     "schemaInfo": ("query", "mirror:schemaInfo"),
     "recordRun": ("mutation", "syncRuns:record"),
+    "resolveLinks": ("mutation", "mirror:resolveLinks"),
 }
 SINK_PATH: Final = "/xata2convex/sink"
 
@@ -127,7 +128,7 @@ class _RetryingPoster:
     @staticmethod
     def _result(what: str, response: requests.Response) -> Any:
         try:
-            payload = response.json()
+            payload = convex_json.loads(response.content)  # int64 arrives as {"$integer": ...}
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
@@ -175,7 +176,8 @@ class ConvexHttp(_RetryingPoster):
         return self._call("action", path, args)
 
     def _call(self, kind: str, path: str, args: dict[str, Any]) -> Any:
-        body = json.dumps({"path": path, "args": args, "format": "json"}, allow_nan=False).encode()
+        # Convex's own encoding both ways, so that int64 values (`convex_json.Int64`) arrive exactly.
+        body = convex_json.dumps({"path": path, "args": args, "format": "convex_encoded_json"}).encode()
         return self._post(f"{kind} {path}", f"{self.url}/api/{kind}", body, lambda: self._headers)
 
 
@@ -187,7 +189,7 @@ class ConvexSinkAction(_RetryingPoster):
         self._secret = secret
 
     def call(self, op: SinkOp, args: dict[str, Any]) -> Any:
-        body = json.dumps({"op": op, "args": args}, allow_nan=False).encode()
+        body = convex_json.dumps({"op": op, "args": args}).encode()  # the action decodes Convex JSON
         return self._post(
             f"sink {op}",
             f"{self.url}{SINK_PATH}",
@@ -205,6 +207,8 @@ class PushStats:
     deleted: int = 0
     missing: int = 0
     duplicates_removed: int = 0  # extra documents with one `xata_id`, left by another loader
+    unresolved: int = 0  # documents written with a link whose target is not in Convex (yet)
+    unlinked: int = 0  # documents that lost a link's `f_id` because its target was deleted
 
 
 class BatchLimitReached(XataToConvexError):
@@ -221,6 +225,7 @@ class MirrorWriter:
         max_documents: int = 500,
         max_bytes: int = 4 * 1024 * 1024,
         max_read_bytes: int = 8 * 1024 * 1024,
+        max_lookups: int = 2_000,
         stop_after_batches: int | None = None,
         before_write: Callable[[], None] = lambda: None,
     ) -> None:
@@ -229,19 +234,32 @@ class MirrorWriter:
         self.max_documents = max_documents
         self.max_bytes = max_bytes
         self.max_read_bytes = max_read_bytes
+        self.max_lookups = max_lookups  # index reads a batch may cost, inside Convex's 4,096
         self.stop_after_batches = stop_after_batches
         self.total_batches = 0
+        self.writes = True
+        # Convex tables this writer inserted into, and those it wrote unresolved links to: what the
+        # end of a run must resolve (see links.py).
+        self.inserted_tables: set[str] = set()
+        self.unresolved_tables: set[str] = set()
 
-    def _batches(self, items: Iterable[Any]) -> Iterator[list[Any]]:
+    def _batches(self, items: Iterable[Any], cost: Callable[[Any], int] | None = None) -> Iterator[list[Any]]:
+        """Batches of at most max_documents items, max_bytes of JSON and max_lookups of `cost`."""
         batch: list[Any] = []
-        size = 0
+        size = lookups = 0
         for item in items:
-            item_size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
-            if batch and (len(batch) >= self.max_documents or size + item_size > self.max_bytes):
+            item_size = len(convex_json.dumps(item, ascii_only=False).encode())
+            item_lookups = 1 if cost is None else cost(item)
+            if batch and (
+                len(batch) >= self.max_documents
+                or size + item_size > self.max_bytes
+                or lookups + item_lookups > self.max_lookups
+            ):
                 yield batch
-                batch, size = [], 0
+                batch, size, lookups = [], 0, 0
             batch.append(item)
             size += item_size
+            lookups += item_lookups
         if batch:
             yield batch
 
@@ -258,21 +276,35 @@ class MirrorWriter:
             result: dict[str, Any] = self.convex.call(op, {"table": table, key: batch})
             # a mirror deployed before `processed` existed always did the whole batch
             processed = int(result.get("processed", len(batch)))
-            if not 0 < processed <= len(batch):
+            # 0 only while a deleted target's referrers are being unlinked, a call's worth at a time
+            progressed = processed > 0 or int(result.get("unlinked", 0)) > 0
+            if not (progressed and 0 <= processed <= len(batch)):
                 raise ConvexError(
                     f"Convex {op} on table '{table}': processed {processed} of {len(batch)} items"
                 )
             yield result
             batch = batch[processed:]
 
-    def upsert(self, table: str, documents: Iterable[dict[str, Any]], stats: PushStats) -> None:
-        for batch in self._batches(documents):
+    def upsert(
+        self,
+        table: str,
+        documents: Iterable[dict[str, Any]],
+        stats: PushStats,
+        cost: Callable[[dict[str, Any]], int] | None = None,
+    ) -> None:
+        """Upsert `documents`; `cost` is a document's index reads in Convex (default 1)."""
+        for batch in self._batches(documents, cost):
             for result in self._send(table, "upsertBatch", "documents", batch):
                 stats.batches += 1
                 stats.inserted += int(result["inserted"])
                 stats.updated += int(result["updated"])
                 stats.unchanged += int(result["unchanged"])
                 stats.duplicates_removed += int(result.get("duplicatesRemoved", 0))
+                stats.unresolved += int(result.get("unresolved", 0))
+                if int(result["inserted"]):
+                    self.inserted_tables.add(table)
+                if int(result.get("unresolved", 0)):
+                    self.unresolved_tables.add(table)
 
     def delete(self, table: str, xata_ids: Iterable[str], stats: PushStats) -> None:
         for batch in self._batches(xata_ids):
@@ -281,6 +313,7 @@ class MirrorWriter:
                 stats.deleted += int(result["deleted"])
                 stats.missing += int(result["missing"])
                 stats.duplicates_removed += int(result.get("duplicatesRemoved", 0))
+                stats.unlinked += int(result.get("unlinked", 0))
 
     def list_documents(self, table: str, page_size: int = 1000) -> Iterator[dict[str, Any]]:
         """Every mirrored document of a table, a page at a time (`mirror:listPage`).
@@ -307,11 +340,31 @@ class MirrorWriter:
         info: dict[str, Any] = self.convex.call("schemaInfo", {})
         return info
 
+    def resolve_links(self, table: str, field: str, start: dict[str, Any] | None) -> dict[str, Any]:
+        """One `resolveLinks` call: links of `table.field` whose target arrived (see links.py)."""
+        self.before_write()
+        result: dict[str, Any] = self.convex.call(
+            "resolveLinks", {"table": table, "field": field, "from": start}
+        )
+        return result
+
 
 class MirrorSink(Protocol):
     """Where the sync writes the mirror: `MirrorWriter`, or `DryRunSink` which only reads."""
 
-    def upsert(self, table: str, documents: Iterable[dict[str, Any]], stats: PushStats) -> None: ...
+    writes: bool
+    inserted_tables: set[str]
+    unresolved_tables: set[str]
+
+    def upsert(
+        self,
+        table: str,
+        documents: Iterable[dict[str, Any]],
+        stats: PushStats,
+        cost: Callable[[dict[str, Any]], int] | None = None,
+    ) -> None: ...
+
+    def resolve_links(self, table: str, field: str, start: dict[str, Any] | None) -> dict[str, Any]: ...
 
     def delete(self, table: str, xata_ids: Iterable[str], stats: PushStats) -> None: ...
 
@@ -328,11 +381,24 @@ class DryRunSink:
     Without a reader (Convex not configured) it reads as an empty deployment with no schema to compare.
     """
 
+    writes = False
+
     def __init__(self, reader: MirrorWriter | None) -> None:
         self.reader = reader
+        self.inserted_tables: set[str] = set()  # nothing is written, so no link is left to resolve
+        self.unresolved_tables: set[str] = set()
 
-    def upsert(self, table: str, documents: Iterable[dict[str, Any]], stats: PushStats) -> None:
+    def upsert(
+        self,
+        table: str,
+        documents: Iterable[dict[str, Any]],
+        stats: PushStats,
+        cost: Callable[[dict[str, Any]], int] | None = None,
+    ) -> None:
         stats.inserted += sum(1 for _ in documents)  # as if each were new: nothing is compared
+
+    def resolve_links(self, table: str, field: str, start: dict[str, Any] | None) -> dict[str, Any]:
+        return {"linked": 0, "scanned": 0, "next": None}
 
     def delete(self, table: str, xata_ids: Iterable[str], stats: PushStats) -> None:
         stats.deleted += sum(1 for _ in xata_ids)

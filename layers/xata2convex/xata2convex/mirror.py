@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from functools import cached_property, partial
 from typing import Any, Final, Literal, TypeVar
 
+from xata2convex.convex_json import INT64_MAX, INT64_MIN, Int64
+from xata2convex.mirror_config import CONFIG_FILE, MirrorConfig, int64_hint
 from xata2convex.model import (
     EXPIRING_FILE_FIELDS,
     ID_COLUMN,
@@ -107,10 +109,28 @@ def convex_name(name: str, prefix: Literal["t_", "f_"], reserved: frozenset[str]
     mapped = _NOT_IDENTIFIER_CHAR.sub("_", name)
     if not mapped[:1].isalpha() or mapped in reserved:
         mapped = prefix + mapped
-    if not name.isascii() or len(mapped) > MAX_NAME_LENGTH:
-        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-        mapped = f"{mapped[: MAX_NAME_LENGTH - _HASH_SUFFIX_LENGTH]}_{digest}"
-    return mapped
+    return _fit(mapped, name, force=not name.isascii())
+
+
+def convex_table_name(name: str, table_prefix: str = "") -> str:
+    """A Xata table's Convex name: mapped as `convex_name` says, then `table_prefix` prepended."""
+    prefixed = table_prefix + convex_name(name, "t_", RESERVED_TABLE_NAMES)
+    if prefixed in RESERVED_TABLE_NAMES:
+        prefixed = "t_" + prefixed
+    return _fit(prefixed, name)
+
+
+def link_id_field(convex_field: str) -> str:
+    """The field holding a link's Convex `_id`: the link field's name + `_id` (shortened past 64)."""
+    return _fit(f"{convex_field}_id", convex_field)
+
+
+def _fit(mapped: str, original: str, force: bool = False) -> str:
+    """`mapped`, or when it is too long (or `force`) its first 55 characters + `_` + a hash of `original`."""
+    if not force and len(mapped) <= MAX_NAME_LENGTH:
+        return mapped
+    digest = hashlib.sha256(original.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{mapped[: MAX_NAME_LENGTH - _HASH_SUFFIX_LENGTH]}_{digest}"
 
 
 def is_convex_identifier(name: str) -> bool:
@@ -121,6 +141,10 @@ def is_convex_identifier(name: str) -> bool:
 class FieldPlan:
     column: Column
     convex_name: str
+    int64: bool = False  # an int column mirrored as v.int64() (xata2convex.toml)
+    # A link to a mirrored table: that table's Convex name, and the field holding the target's `_id`.
+    link_table: str | None = None
+    link_id: str | None = None
 
     @property
     def xata_name(self) -> str:
@@ -132,10 +156,20 @@ class TablePlan:
     schema: TableSchema
     convex_name: str
     fields: tuple[FieldPlan, ...]
+    search: tuple[FieldPlan, ...] = ()  # string columns with a search index (xata2convex.toml)
 
     @property
     def xata_name(self) -> str:
         return self.schema.name
+
+    @cached_property
+    def links(self) -> tuple[FieldPlan, ...]:
+        """The link fields whose target table is mirrored (each has `link_table` and `link_id`)."""
+        return tuple(field for field in self.fields if field.link_id is not None)
+
+    @cached_property
+    def int64_fields(self) -> frozenset[str]:
+        return frozenset(field.convex_name for field in self.fields if field.int64)
 
     @cached_property
     def document_columns(self) -> tuple[tuple[str, Column], ...]:
@@ -161,29 +195,40 @@ class MirrorPlan:
     tables: tuple[TablePlan, ...]
 
     @classmethod
-    def from_schema(cls, schema: DatabaseSchema) -> MirrorPlan:
+    def from_schema(cls, schema: DatabaseSchema, config: MirrorConfig | None = None) -> MirrorPlan:
+        """The plan for `schema` shaped by `config` (settings naming unknown columns are ignored here:
+        `mirror_config.check_mirror_config` reports them where the file is read)."""
+        config = config or MirrorConfig()
+        names = {table.name: convex_table_name(table.name, config.table_prefix) for table in schema.tables}
         tables = []
         table_owner: dict[str, str] = {}
         for table in schema.tables:
-            name = convex_name(table.name, "t_", RESERVED_TABLE_NAMES)
+            name = names[table.name]
             if name in table_owner:
                 raise MirrorNameError(None, table_owner[name], table.name, name)
             table_owner[name] = table.name
-            # Convex counts `_id` and `_creationTime` among a document's fields.
-            if len(table.columns) + 1 + len(META_FIELDS) + 2 > MAX_OBJECT_FIELDS:
-                raise MirrorSchemaError(
-                    f"table {table.name!r}: {len(table.columns)} columns; a Convex document holds at most "
-                    f"{MAX_OBJECT_FIELDS} fields including the mirror's 6"
-                )
+            settings = config.table(table.name)
             fields = []
-            field_owner: dict[str, str] = {}
+            field_owner = dict.fromkeys(RESERVED_FIELD_NAMES, "(the mirror's own field)")
             for column in table.columns:
                 field_name = convex_name(column.name, "f_", RESERVED_FIELD_NAMES)
-                if field_name in field_owner:
-                    raise MirrorNameError(table.name, field_owner[field_name], column.name, field_name)
-                field_owner[field_name] = column.name
-                fields.append(FieldPlan(column, field_name))
-            tables.append(TablePlan(table, name, tuple(fields)))
+                link_table = names.get(column.link_table or "") if column.type == "link" else None
+                link_id = link_id_field(field_name) if link_table else None
+                for owned in filter(None, (field_name, link_id)):
+                    if owned in field_owner:
+                        raise MirrorNameError(table.name, field_owner[owned], column.name, owned)
+                    field_owner[owned] = column.name
+                int64 = column.type == "int" and column.name in settings.int64
+                fields.append(FieldPlan(column, field_name, int64, link_table, link_id))
+            # Convex counts `_id` and `_creationTime` among a document's fields.
+            own = len(field_owner) + 2 - len(table.columns)
+            if len(table.columns) + own > MAX_OBJECT_FIELDS:
+                raise MirrorSchemaError(
+                    f"table {table.name!r}: {len(table.columns)} columns; a Convex document holds at most "
+                    f"{MAX_OBJECT_FIELDS} fields including the mirror's {own}"
+                )
+            search = tuple(f for f in fields if f.xata_name in settings.search)
+            tables.append(TablePlan(table, name, tuple(fields), search))
         return cls(schema, tuple(tables))
 
     def table(self, xata_table: str) -> TablePlan:
@@ -205,6 +250,10 @@ def _find(plans: tuple[_Plan, ...], side: Literal["xata_name", "convex_name"], n
 
 class _Unstorable(ValueError):
     """A value Convex cannot store; the message says why."""
+
+
+class _BeyondFloat(_Unstorable):
+    """An integer a Convex number (float64) cannot hold exactly; an int64 field could."""
 
 
 Warn = Callable[[str], None]
@@ -236,13 +285,21 @@ def to_convex_document(table: TablePlan, record: Record, warnings: list[str] | N
         raise RecordError(table.xata_name, str(record_id), ID_COLUMN, "the record has no id")
     sink: list[str] = [] if warnings is None else warnings
     document: dict[str, Any] = {}
+    int64_fields = table.int64_fields
     for field_name, column in table.document_columns:
         value = record.get(column.name)
         if value is None:
             continue
         warn = partial(_warn, sink, table.xata_name, record_id, column.name)
         try:
-            document[field_name] = _convert(column, value, warn)
+            document[field_name] = (
+                _int64(value) if field_name in int64_fields else _convert(column, value, warn)
+            )
+        except _BeyondFloat as err:
+            reason = str(err)
+            if column.type == "int" and field_name not in RESERVED_FIELD_NAMES:
+                reason += f"; {int64_hint(CONFIG_FILE, table.xata_name, column.name)}"
+            raise RecordError(table.xata_name, record_id, column.name, reason) from None
         except _Unstorable as err:
             raise RecordError(table.xata_name, record_id, column.name, str(err)) from None
     size = SYSTEM_FIELDS_BYTES + convex_size(document)
@@ -313,8 +370,16 @@ def _integer(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Unstorable(f"expected an integer, got {type(value).__name__}")
     if abs(value) > MAX_SAFE_INTEGER:
-        raise _Unstorable("the integer is beyond ±2^53, which a Convex number (float64) cannot hold exactly")
+        raise _BeyondFloat("the integer is beyond ±2^53, which a Convex number (float64) cannot hold exactly")
     return value
+
+
+def _int64(value: Any) -> Int64:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Unstorable(f"expected an integer, got {type(value).__name__}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise _Unstorable("the integer is outside the int64 range (-2^63 .. 2^63-1)")
+    return Int64(value)
 
 
 def _number(value: Any) -> int | float:
@@ -449,7 +514,7 @@ def convex_size(value: Any) -> int:
     """Bytes a value counts toward Convex's document limit (Convex's `getConvexSize` rule)."""
     if value is None or isinstance(value, bool):
         return 1
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Int64):
         return 9
     if isinstance(value, str):
         return 2 + len(value.encode("utf-8", "surrogatepass"))

@@ -240,6 +240,18 @@ class TableReport:
 
 
 @dataclass
+class LinkStats:
+    """A run's end-of-run link pass (links.py): Convex calls it made, links it set, documents it read."""
+
+    calls: int = 0
+    linked: int = 0
+    scanned: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {"calls": self.calls, "linked": self.linked, "scanned": self.scanned}
+
+
+@dataclass
 class RunReport:
     """`runs/{run_id}.json`, what `sync --json` prints and what syncRuns mirrors."""
 
@@ -257,6 +269,7 @@ class RunReport:
     base_snapshot_id: str | None = None  # the snapshot applied in full before this run
     report_key: str | None = None  # keys in the store of this report and its HTML page, once written
     html_report_key: str | None = None
+    links: LinkStats = field(default_factory=LinkStats)
 
     @property
     def status(self) -> Literal["succeeded", "partial"]:
@@ -283,4 +296,5 @@ class RunReport:
             "batches": self.batches,
             "tables": {name: t.to_json() for name, t in self.tables.items()},
             "drift": self.drift,
+            "links": self.links.to_json(),
         } | ({"reportKey": self.report_key, "htmlReportKey": self.html_report_key} if self.report_key else {})

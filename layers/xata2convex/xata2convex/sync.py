@@ -36,7 +36,9 @@ from .changes import ChangeFile, ChangeRecorder, ChangeRow, ChangeSample
 from .convex_sink import BatchLimitReached, DryRunSink, MirrorSink, MirrorWriter, PushStats
 from .diff import TableDiffer
 from .drift import FIX_COMMAND, SchemaDrift, detect_drift
+from .links import link_order, resolve_pending, upsert_cost
 from .mirror import MirrorPlan, TablePlan, to_convex_document
+from .mirror_config import MirrorConfig
 from .model import (
     DatabaseSchema,
     RecordError,
@@ -193,17 +195,19 @@ class Sync:
         if snapshot_id is None:
             raise SnapshotError("no complete snapshot to sync: run `xata2convex export` first")
         manifest = self._manifest(snapshot_id)
-        plan = MirrorPlan.from_schema(self._schema(snapshot_id))
+        deployed = self.sink.schema_info()
+        # The deployed mirror says how to write it (table prefix, int64 columns, links): see mirror_config.
+        config = MirrorConfig.from_schema_info(deployed) if deployed is not None else MirrorConfig()
+        plan = MirrorPlan.from_schema(self._schema(snapshot_id), config)
         state, etag, state_problem = self._read_state()
         left_behind, progress_problem = self._read_progress()  # by a run that did not finish
         self.progress = Progress(self.run_id, snapshot_id, dict(left_behind.tables) if left_behind else {})
-        deployed = self.sink.schema_info()
         drift = (
             detect_drift(plan, manifest.schema_sha256, deployed) if deployed is not None else SchemaDrift()
         )
 
         results: dict[str, TableReport] = {}
-        for table in plan.tables:
+        for table in link_order(plan):  # a link's target first, so that most links resolve at once
             name = table.xata_name
             try:
                 facts = self._facts(manifest, table, state, state_problem, progress_problem, drift)
@@ -216,6 +220,10 @@ class Sync:
                 fix = FIX_COMMAND.format(snapshot_id=snapshot_id)
                 results[name].message = "; ".join(drift.notices[name]) + f". Regenerate the schema: {fix}"
 
+        # What the tables' writes left unresolved; every link after a run that died part-way.
+        deployed_tables = [t for t in plan.tables if t.xata_name not in drift.tables]
+        died = left_behind is not None or progress_problem is not None
+        links = resolve_pending(self.sink, deployed_tables, everything=died)
         report = RunReport(
             run_id=self.run_id,
             snapshot_id=snapshot_id,
@@ -226,9 +234,10 @@ class Sync:
             started_at=started_at,
             finished_at=utc_now_iso(),
             duration_ms=int((time.monotonic() - started) * 1000),
-            tables=results,
+            tables={t.xata_name: results[t.xata_name] for t in plan.tables},  # in schema order
             drift=drift.messages(),
             drift_dropped=bool(drift.dropped),
+            links=links,
         )
         outcomes = {n: self._entry(snapshot_id, n, r) if r.applied else None for n, r in results.items()}
         new_state = next_state(state, self.progress.tables, outcomes, snapshot_id, self.run_id, utc_now_iso())
@@ -380,7 +389,7 @@ class Sync:
         documents = self._documents(table, differ, deletes, seen, result, changes)
         documents = meter.items(documents, lambda: stats.batches)
         self._mark(name, TableProgress("pushing"))
-        self.sink.upsert(table.convex_name, documents, stats)
+        self.sink.upsert(table.convex_name, documents, stats, upsert_cost(table))
         rows_before = base.rows if base else 0
         if seen is not None:  # what Convex did, rather than what a diff against nothing says
             rows_before = 0

@@ -2,7 +2,9 @@
 
 Expected documents are built from the snapshot with the same mapping the sync uses, and both sides
 are reduced to a hash of a canonical form (numbers compared by value, as Convex returns every number
-as a float64; object keys sorted). Memory: one id -> hash per record of the table being checked.
+as a float64; int64 values exactly; object keys sorted). Memory: one id -> hash per record of the
+table being checked. Links' `f_id` fields are checked apart (`links.check_links`): every one must be
+the `_id` of the document its link names, and absent when that document is not mirrored.
 
 A table file that does not match its manifest (SHA-256, row count) is reported as the table's
 `error`, never compared: it is not the snapshot that was applied.
@@ -17,8 +19,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .convex_json import Int64
 from .convex_sink import MirrorWriter
+from .links import check_links
 from .mirror import MirrorPlan, to_convex_document
+from .mirror_config import MirrorConfig
 from .model import RecordError, SnapshotError
 from .snapshot import SnapshotStore
 
@@ -28,6 +33,8 @@ MAX_EXAMPLES = 10
 def _canonical(value: Any) -> Any:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
+    if isinstance(value, Int64):  # exact, and never equal to a float64 of the same value
+        return {"$integer": str(value.value)}
     if isinstance(value, int | float):
         return float(value) + 0.0  # one form per number; -0.0 + 0.0 is 0.0
     if isinstance(value, list):
@@ -41,7 +48,8 @@ def document_digest(document: dict[str, Any]) -> int:
 
 
 def verify_snapshot(store: SnapshotStore, writer: MirrorWriter, snapshot_id: str) -> dict[str, Any]:
-    plan = MirrorPlan.from_schema(store.read_schema(snapshot_id))
+    deployed = MirrorConfig.from_schema_info(writer.schema_info() or {})
+    plan = MirrorPlan.from_schema(store.read_schema(snapshot_id), deployed)
     manifest = store.read_manifest(snapshot_id)
     tables: dict[str, Any] = {}
     for table in plan.tables:
@@ -68,8 +76,11 @@ def verify_snapshot(store: SnapshotStore, writer: MirrorWriter, snapshot_id: str
         ][: max(0, MAX_EXAMPLES - len(examples))]
         count = len(expected) + unmirrorable
         actual = different = extra = 0
+        link_ids = [link.link_id for link in table.links if link.link_id is not None]
         for document in writer.list_documents(table.convex_name):
             actual += 1
+            for name in link_ids:
+                document.pop(name, None)
             xata_id = document.get("xata_id")
             want = expected.pop(xata_id, None) if isinstance(xata_id, str) else None
             if want is None and xata_id in left_out:
@@ -91,4 +102,9 @@ def verify_snapshot(store: SnapshotStore, writer: MirrorWriter, snapshot_id: str
             "different": different, "equal": missing == unmirrorable == extra == different == 0,
             "examples": examples,
         }  # fmt: skip
+    for name, check in check_links(writer, plan, MAX_EXAMPLES).items():
+        if check.checked:
+            tables[name]["linksWrong"] = check.wrong
+            tables[name]["equal"] = tables[name]["equal"] and check.wrong == 0
+            tables[name]["examples"] += check.examples[: MAX_EXAMPLES - len(tables[name]["examples"])]
     return {"snapshotId": snapshot_id, "equal": all(t["equal"] for t in tables.values()), "tables": tables}
