@@ -20,11 +20,11 @@ from xata2convex import jobs
 from xata2convex.config import Config
 from xata2convex.convex_sink import MirrorWriter
 from xata2convex.links import link_order, links_to_resolve
-from xata2convex.local.convex_server import LocalConvex, project_for_schema
 from xata2convex.mirror import MirrorPlan
 from xata2convex.mirror_config import MirrorConfig
 from xata2convex.model import DatabaseSchema, schema_from_xata
 from xata2convex.sync import SyncOptions
+from xata2convex_local.convex_server import LocalConvex, project_for_schema
 
 PEOPLE, SQUADS = 40, 6
 CYCLE_SCHEMA = {
