@@ -253,7 +253,8 @@ describe("schemaInfo", () => {
   });
 });
 
-describe("Convex's 16 MiB read limit", () => {
+// Each test moves tens of MB through convex-test: slow on a loaded machine.
+describe("Convex's 16 MiB read limit", { timeout: 60_000 }, () => {
   const { table: bigTable, field } = tableWithStringField();
   const ids = Array.from({ length: 120 }, (_, i) => `rec_${String(i).padStart(4, "0")}`);
   // 120 documents of ~300 KB: 36 MB, over twice the limit.

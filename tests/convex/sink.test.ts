@@ -79,6 +79,7 @@ describe("the sink HTTP action", () => {
       updated: 0,
       unchanged: 0,
       duplicatesRemoved: 0,
+      unresolved: 0,
     });
 
     const page = await post(
@@ -90,7 +91,13 @@ describe("the sink HTTP action", () => {
     expect(stripSystem(listed.page as never)).toEqual(convexToJson(documents));
 
     const deleted = await post(t, sinkBody("deleteBatch", { table, xataIds: ["rec_a", "rec_z"] }));
-    expect(deleted.body.value).toEqual({ processed: 2, deleted: 1, missing: 1, duplicatesRemoved: 0 });
+    expect(deleted.body.value).toEqual({
+      processed: 2,
+      deleted: 1,
+      missing: 1,
+      duplicatesRemoved: 0,
+      unlinked: 0,
+    });
 
     const info = await post(t, sinkBody("schemaInfo", {}));
     expect(info.body.value).toMatchObject({
