@@ -13,15 +13,13 @@ from click.testing import CliRunner
 
 from tests.fixtures.xata import XataStandInFactory
 from tests.test_snapshot_store import TABLE, write_snapshot
-from tests.test_sync import Setup, seed_schema
+from tests.test_sync import Setup, bench_setup
 from xata2convex import jobs
 from xata2convex.cli import main
 from xata2convex.diff import TableDiffer
 from xata2convex.model import SnapshotError
 from xata2convex.snapshot import SnapshotStore
 from xata2convex.storage import open_blob_store
-from xata2convex_local.convex_server import LocalConvex, project_for_schema
-from xata2convex_local.seedgen import write_bench_seed
 
 
 def flip_a_digit(data: bytes) -> bytes:
@@ -116,10 +114,8 @@ BENCH_DAMAGE = {"a changed name": flip_a_digit_in_bench, "the last row cut": cut
 
 @pytest.fixture
 def bench(xata_standin: XataStandInFactory, tmp_path: Path) -> Iterator[Setup]:
-    seed = tmp_path / "seed"
-    write_bench_seed(seed, records=60, tables=2)
-    with project_for_schema(seed_schema(seed)) as project, LocalConvex(project) as convex:
-        yield Setup(xata_standin(seed), convex, tmp_path / "snapshots")
+    with bench_setup(xata_standin, tmp_path, records=60) as setup:
+        yield setup
 
 
 def cli(setup: Setup, *args: str) -> tuple[int, str]:

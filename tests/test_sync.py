@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,15 @@ class Setup:
         )
         deletes = sum(e["ids"] for e in log if e["path"] == "mirror:deleteBatch" and e["status"] == "success")
         return upserts, deletes
+
+
+@contextmanager
+def bench_setup(xata_standin: XataStandInFactory, tmp_path: Path, records: int) -> Iterator[Setup]:
+    """A bench seed of `records` records over two tables, served by a stand-in and a local Convex."""
+    seed = tmp_path / "seed"
+    write_bench_seed(seed, records=records, tables=2)
+    with project_for_schema(seed_schema(seed)) as project, LocalConvex(project) as convex:
+        yield Setup(xata_standin(seed), convex, tmp_path / "snapshots")
 
 
 @pytest.fixture

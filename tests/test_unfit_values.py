@@ -15,13 +15,11 @@ import pytest
 from click.testing import CliRunner
 
 from tests.fixtures.xata import XataStandInFactory
-from tests.test_sync import Setup, seed_schema
+from tests.test_sync import Setup, bench_setup
 from xata2convex.cli import main
 from xata2convex.model import Column, SnapshotManifest, TableSchema
 from xata2convex.snapshot import RecordsCsv, SnapshotStore
 from xata2convex.storage import open_blob_store
-from xata2convex_local.convex_server import LocalConvex, project_for_schema
-from xata2convex_local.seedgen import write_bench_seed
 
 TABLE = TableSchema(
     "things",
@@ -71,10 +69,8 @@ def test_the_manifest_lists_them_and_old_manifests_still_read(tmp_path: Path) ->
 
 @pytest.fixture
 def bench(xata_standin: XataStandInFactory, tmp_path: Path) -> Iterator[Setup]:
-    seed = tmp_path / "seed"
-    write_bench_seed(seed, records=40, tables=2)
-    with project_for_schema(seed_schema(seed)) as project, LocalConvex(project) as convex:
-        yield Setup(xata_standin(seed), convex, tmp_path / "snapshots")
+    with bench_setup(xata_standin, tmp_path, records=40) as setup:
+        yield setup
 
 
 def run(setup: Setup, *args: str) -> tuple[int, dict[str, Any]]:
