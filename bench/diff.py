@@ -126,8 +126,10 @@ def child(kind: str, old: str, new: str, rows: int) -> None:
 def measure(kind: str, old: Path, new: Path, rows: int) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, str(old), str(new), str(rows)],
-        check=True, capture_output=True, text=True,
+        capture_output=True, text=True,
     )  # fmt: skip
+    if out.returncode:
+        raise SystemExit(f"{kind} failed:\n{out.stderr}")
     return dict(json.loads(out.stdout))
 
 

@@ -6,11 +6,12 @@ values; an added record has only `after` and a deleted one only `before`, each t
 
 The diff keeps only a hash of each old record, so `before` is found on disk, not in memory:
 - while the diff reads the old table, its record texts go to a temporary file (`keep_old`);
-- an added record's row is written as the diff finds it; a changed record's new values go to a second
-  temporary file, and its id (with where those values are) and each deleted id are kept;
-- `finish` reads the old texts back once and writes the rows of the changed and deleted records.
-Memory holds a batch, the ids of the changed and deleted records (fewer than the diff's own index of
-the old table) and the first rows kept for the HTML page, never a table.
+- an added record's row is written as the diff finds it; a changed record's id and new values go to
+  a second temporary file, and each deleted id is kept;
+- `finish` reads the changed records back JOIN_ROWS at a time and, for each such group (and the
+  deletes), reads the old texts once, writing the rows of the changed and deleted records.
+Memory holds a batch, a group of changed records, the deleted ids (fewer than the diff's own index
+of the old table) and the first rows kept for the HTML page, never a table.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .model import Column, Record, SnapshotError, TableSchema
 
 CHANGE_COLUMNS = ("id", "change", "fields", "before", "after")
 SAMPLE_ROWS = 50  # rows of each table kept for the run's HTML page
-DELETED = -1  # in the pending index: a deleted record (else the offset of a changed record's values)
+JOIN_ROWS = 50_000  # changed records matched with their old texts per pass over the old table
 
 RowKind = Literal["added", "changed", "deleted"]
 
@@ -131,7 +132,7 @@ class ChangeRecorder:
         self._emit = emit
         self._old: IO[bytes] = tempfile.TemporaryFile(prefix="x2c-old-")  # noqa: SIM115
         self._new: IO[bytes] = tempfile.TemporaryFile(prefix="x2c-new-")  # noqa: SIM115
-        self._pending: dict[str, int] = {}
+        self._deleted: set[str] = set()
 
     def keep_old(self, ids: list[str], texts: list[str]) -> None:
         """TableDiffer's `keep_old` hook: the old table's record texts, a batch at a time."""
@@ -142,37 +143,43 @@ class ChangeRecorder:
         if change.kind == "added" and change.record is not None:
             self._emit(ChangeRow(change.record_id, "added", tuple(change.record), None, change.record))
         elif change.kind == "changed" and change.record is not None:
-            self._pending[change.record_id] = self._new.tell()
-            marshal.dump(change.record, self._new)
+            marshal.dump((change.record_id, change.record), self._new)
         elif change.kind == "deleted":
-            self._pending[change.record_id] = DELETED
+            self._deleted.add(change.record_id)
 
     def finish(self, old_header: Sequence[str], *, deletes: bool = True) -> None:
         """Emit the changed records and (unless the deletes were withheld) the deleted ones."""
-        pending = self._pending
         try:
-            if not pending:
-                return
             # A column only the old side has keeps its text (its type is no longer in the schema).
             columns = [self._columns.get(name, Column(name, "text")) for name in old_header]
-            self._old.seek(0)
-            for ids, texts in read_spilled(self._old):
-                wanted = map(pending.__contains__, ids)
-                for record_id, text in itertools.compress(zip(ids, texts, strict=True), wanted):
-                    offset = pending.pop(record_id)
-                    before = decode_row(parse_record(text), columns)
-                    if offset == DELETED:
-                        if deletes:
-                            self._emit(ChangeRow(record_id, "deleted", tuple(before), before, None))
-                        continue
-                    self._new.seek(offset)
-                    self._emit(self._changed(record_id, before, marshal.load(self._new)))
-            if pending:  # the diff said these changed, yet the old table does not hold them
-                missing = ", ".join(itertools.islice(map(repr, pending), 3))
-                raise SnapshotError(f"table {self._table!r}: old record(s) {missing} not found again")
+            self._new.seek(0)
+            changed = read_spilled(self._new, close=False)
+            gone = self._deleted if deletes else set()
+            while True:
+                after: dict[str, Record] = dict(itertools.islice(changed, JOIN_ROWS))
+                if not after and not gone:
+                    return
+                self._join(columns, after, gone)
+                gone = set()
         finally:
             self._old.close()
             self._new.close()
+
+    def _join(self, columns: list[Column], after: dict[str, Record], gone: set[str]) -> None:
+        """One pass over the old texts: the rows of the records in `after` (changed) and `gone`."""
+        self._old.seek(0)
+        for ids, texts in read_spilled(self._old, close=False):
+            wanted = [i in after or i in gone for i in ids]
+            for record_id, text in itertools.compress(zip(ids, texts, strict=True), wanted):
+                before = decode_row(parse_record(text), columns)
+                if record_id in gone:
+                    gone.discard(record_id)
+                    self._emit(ChangeRow(record_id, "deleted", tuple(before), before, None))
+                else:
+                    self._emit(self._changed(record_id, before, after.pop(record_id)))
+        if after or gone:  # the diff said these changed, yet the old table does not hold them
+            missing = ", ".join(itertools.islice(map(repr, [*after, *gone]), 3))
+            raise SnapshotError(f"table {self._table!r}: old record(s) {missing} not found again")
 
     def _changed(self, record_id: str, before: Record, after: Record) -> ChangeRow:
         names = list(dict.fromkeys([*after, *before]))
@@ -188,4 +195,5 @@ class ChangeRecorder:
     def _differs(self, name: str, old: Any, new: Any) -> bool:
         # By normalised canonical text, as the diff compares values (-0.0 is not 0.0; `1` is 1.0).
         type_ = self._columns.get(name, Column(name, "text")).type
-        return normalised(encode_value(old, type_), type_) != normalised(encode_value(new, type_), type_)
+        old_text, new_text = encode_value(old, type_), encode_value(new, type_)
+        return old_text != new_text and normalised(old_text, type_) != normalised(new_text, type_)
