@@ -31,6 +31,7 @@ from .model import Column, Record, SnapshotError, TableSchema
 CHANGE_COLUMNS = ("id", "change", "fields", "before", "after")
 SAMPLE_ROWS = 50  # rows of each table kept for the run's HTML page
 JOIN_ROWS = 50_000  # changed records matched with their old texts per pass over the old table
+SPILL_ROWS = 1_000  # changed records marshalled together (one marshal call each is slow)
 
 RowKind = Literal["added", "changed", "deleted"]
 
@@ -133,6 +134,7 @@ class ChangeRecorder:
         self._old: IO[bytes] = tempfile.TemporaryFile(prefix="x2c-old-")  # noqa: SIM115
         self._new: IO[bytes] = tempfile.TemporaryFile(prefix="x2c-new-")  # noqa: SIM115
         self._deleted: set[str] = set()
+        self._unspilled: list[tuple[str, Record]] = []  # not yet spilled
 
     def keep_old(self, ids: list[str], texts: list[str]) -> None:
         """TableDiffer's `keep_old` hook: the old table's record texts, a batch at a time."""
@@ -143,7 +145,10 @@ class ChangeRecorder:
         if change.kind == "added" and change.record is not None:
             self._emit(ChangeRow(change.record_id, "added", tuple(change.record), None, change.record))
         elif change.kind == "changed" and change.record is not None:
-            marshal.dump((change.record_id, change.record), self._new)
+            self._unspilled.append((change.record_id, change.record))
+            if len(self._unspilled) >= SPILL_ROWS:
+                marshal.dump(self._unspilled, self._new)
+                self._unspilled = []
         elif change.kind == "deleted":
             self._deleted.add(change.record_id)
 
@@ -152,8 +157,9 @@ class ChangeRecorder:
         try:
             # A column only the old side has keeps its text (its type is no longer in the schema).
             columns = [self._columns.get(name, Column(name, "text")) for name in old_header]
+            marshal.dump(self._unspilled, self._new)
             self._new.seek(0)
-            changed = read_spilled(self._new, close=False)
+            changed = itertools.chain.from_iterable(read_spilled(self._new, close=False))
             gone = self._deleted if deletes else set()
             while True:
                 after: dict[str, Record] = dict(itertools.islice(changed, JOIN_ROWS))
@@ -169,7 +175,7 @@ class ChangeRecorder:
         """One pass over the old texts: the rows of the records in `after` (changed) and `gone`."""
         self._old.seek(0)
         for ids, texts in read_spilled(self._old, close=False):
-            wanted = [i in after or i in gone for i in ids]
+            wanted = map(after.__contains__, ids) if not gone else [i in after or i in gone for i in ids]
             for record_id, text in itertools.compress(zip(ids, texts, strict=True), wanted):
                 before = decode_row(parse_record(text), columns)
                 if record_id in gone:
