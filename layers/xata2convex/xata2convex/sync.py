@@ -24,12 +24,10 @@ from __future__ import annotations
 import csv
 import functools
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from .changes import ChangeFile, ChangeRecorder, ChangeRow, ChangeSample
@@ -58,7 +56,7 @@ from .plan import (
     plan_table,
 )
 from .progress import NoProgress, ProgressDisplay
-from .snapshot import SnapshotStore
+from .snapshot import SnapshotStore, new_snapshot_id
 from .state import (
     AppliedState,
     Progress,
@@ -111,7 +109,9 @@ class SyncOptions:
 
 
 def new_run_id() -> str:
-    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+    """Shaped like a snapshot id, whose suffix carries the millisecond: `runs ls` orders runs of one
+    second by when they started, not by a random suffix."""
+    return new_snapshot_id()
 
 
 class RunRecorder:
