@@ -20,6 +20,7 @@ import itertools
 import json
 import marshal
 import tempfile
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal, cast
@@ -34,6 +35,9 @@ JOIN_ROWS = 50_000  # changed records matched with their old texts per pass over
 SPILL_ROWS = 1_000  # changed records marshalled together (one marshal call each is slow)
 
 RowKind = Literal["added", "changed", "deleted"]
+# Decoded value types whose == agrees with their canonical text (floats do not: -0.0 == 0.0, and
+# lists or objects may hold floats).
+_EXACT_TYPES: frozenset[type] = frozenset({str, int, bool, type(None)})
 
 
 def _json(value: Any) -> str:
@@ -137,8 +141,14 @@ class ChangeRecorder:
         self._unspilled: list[tuple[str, Record]] = []  # not yet spilled
 
     def keep_old(self, ids: list[str], texts: list[str]) -> None:
-        """TableDiffer's `keep_old` hook: the old table's record texts, a batch at a time."""
-        marshal.dump((ids, texts), self._old)
+        """TableDiffer's `keep_old` hook: the old table's record texts, a batch at a time.
+
+        Spilled as three flat objects (ids joined by NUL, which no Postgres text or Xata id holds;
+        the texts joined; their end offsets), not as lists: unmarshalling a million small strings
+        cost more than the diff itself, one large string costs a copy.
+        """
+        ends = array("q", itertools.accumulate(map(len, texts)))
+        marshal.dump(("\0".join(ids), "".join(texts), ends.tobytes()), self._old)
 
     def record(self, change: Change) -> None:
         """A change the run applied (retries of unchanged records are not changes)."""
@@ -174,10 +184,14 @@ class ChangeRecorder:
     def _join(self, columns: list[Column], after: dict[str, Record], gone: set[str]) -> None:
         """One pass over the old texts: the rows of the records in `after` (changed) and `gone`."""
         self._old.seek(0)
-        for ids, texts in read_spilled(self._old, close=False):
+        for joined_ids, texts, end_bytes in read_spilled(self._old, close=False):
+            ids = joined_ids.split("\0")
+            ends = array("q")
+            ends.frombytes(end_bytes)
             wanted = map(after.__contains__, ids) if not gone else [i in after or i in gone for i in ids]
-            for record_id, text in itertools.compress(zip(ids, texts, strict=True), wanted):
-                before = decode_row(parse_record(text), columns)
+            for index in itertools.compress(range(len(ids)), wanted):
+                record_id, start = ids[index], ends[index - 1] if index else 0
+                before = decode_row(parse_record(texts[start : ends[index]]), columns)
                 if record_id in gone:
                     gone.discard(record_id)
                     self._emit(ChangeRow(record_id, "deleted", tuple(before), before, None))
@@ -199,6 +213,8 @@ class ChangeRecorder:
         )
 
     def _differs(self, name: str, old: Any, new: Any) -> bool:
+        if type(old) is type(new) and type(old) in _EXACT_TYPES and old == new:
+            return False  # equal values of these types have equal canonical texts: skip encoding
         # By normalised canonical text, as the diff compares values (-0.0 is not 0.0; `1` is 1.0).
         type_ = self._columns.get(name, Column(name, "text")).type
         old_text, new_text = encode_value(old, type_), encode_value(new, type_)
