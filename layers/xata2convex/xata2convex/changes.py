@@ -40,6 +40,11 @@ RowKind = Literal["added", "changed", "deleted"]
 _EXACT_TYPES: frozenset[type] = frozenset({str, int, bool, type(None)})
 
 
+def _nonzero_float(value: Any) -> bool:
+    """Equal floats other than ±0.0 (and NaN, never equal) have one shortest text."""
+    return type(value) is float and value != 0.0
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -213,7 +218,7 @@ class ChangeRecorder:
         )
 
     def _differs(self, name: str, old: Any, new: Any) -> bool:
-        if type(old) is type(new) and type(old) in _EXACT_TYPES and old == new:
+        if type(old) is type(new) and old == new and (type(old) in _EXACT_TYPES or _nonzero_float(old)):
             return False  # equal values of these types have equal canonical texts: skip encoding
         # By normalised canonical text, as the diff compares values (-0.0 is not 0.0; `1` is 1.0).
         type_ = self._columns.get(name, Column(name, "text")).type
