@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -114,6 +115,21 @@ def test_wrong_python_type_is_refused() -> None:
         codec.encode_value(1, "bool")
     with pytest.raises(ValueError):
         codec.decode_value("yes", "bool")
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet='ab ,"\r\n\t\x00é', min_size=1, max_size=12))
+def test_parse_record_reads_a_record_as_the_csv_reader_does(record: str) -> None:
+    """parse_record splits quote-free records itself; each must read as the csv reader reads it."""
+
+    def first_row(read: Callable[[], list[codec.Cell]]) -> Any:
+        try:
+            return read()
+        except (csv.Error, StopIteration) as exc:
+            return type(exc)
+
+    by_reader = first_row(lambda: next(codec.read_rows(io.StringIO(record.rstrip("\r"), newline=""))))
+    assert first_row(lambda: codec.parse_record(record)) == by_reader
 
 
 @pytest.mark.parametrize("reader", READERS)
