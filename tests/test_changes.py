@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tests.test_codec import JSON_VALUE, TEXT
 from tests.test_diff import HEADER, TABLE, row, text
+from xata2convex import changes
 from xata2convex.changes import ChangeFile, ChangeRecorder, ChangeRow, read_change_file
 from xata2convex.diff import TableDiffer
 
@@ -26,7 +31,7 @@ def rows_of(
     differ = TableDiffer(TABLE, text(old), text(new), keep_old=recorder.keep_old, **kwargs)  # type: ignore[arg-type]
     for change in differ:
         recorder.record(change)
-    recorder.finish(differ.old_header, deletes=deletes)
+    recorder.finish(differ, deletes=deletes)
     return sorted(rows, key=lambda r: r.record_id)
 
 
@@ -46,7 +51,12 @@ EXPECTED = [
     [{}, {"old_rows": 4, "partition_rows": 1}],  # in one pass, and spread over partition files
     ids=["one-pass", "partitioned"],
 )
-def test_rows_name_kind_changed_fields_and_values(kwargs: dict[str, int]) -> None:
+@pytest.mark.parametrize("old_in_memory", [1 << 20, 0, 200], ids=["held", "on-disk", "both"])
+def test_rows_name_kind_changed_fields_and_values(
+    kwargs: dict[str, int], old_in_memory: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether the old texts stay in memory, go to disk, or the first in memory and the rest not."""
+    monkeypatch.setattr(changes, "OLD_IN_MEMORY", old_in_memory)
     assert rows_of(OLD, NEW, **kwargs) == EXPECTED
 
 
@@ -75,11 +85,45 @@ def test_minus_zero_and_empty_string_against_null_are_changes() -> None:
     differ = TableDiffer(table, old, new, keep_old=recorder.keep_old)
     for change in differ:
         recorder.record(change)
-    recorder.finish(differ.old_header)
+    recorder.finish(differ)
     assert rows == [
         ChangeRow("a", "changed", ("score", "s"), {"score": 0.0, "s": None}, {"score": -0.0, "s": ""})
     ]
     assert str(rows[0].after["score"]) == "-0.0"  # type: ignore[index]
+
+
+def test_across_writers_only_values_that_differ_are_fields() -> None:
+    """Postgres writes `1`, `t` and `…00+00:00` where the SDK wrote `1.0`, `true` and `…00.000Z`:
+    the same values, so only the column whose value changed is a field of the change."""
+    from xata2convex.model import Column, TableSchema
+
+    table = TableSchema(
+        "w", (Column("x", "float"), Column("ok", "bool"), Column("at", "datetime"), Column("s", "string"))
+    )
+    header = ["id", "xata_version", "xata_createdAt", "xata_updatedAt", "x", "ok", "at", "s"]
+    sdk = ["a", "0", None, None, "1.0", "true", "2026-01-01T00:00:00.000Z", "old"]
+    postgres = ["a", "0", None, None, "1", "t", "2026-01-01T00:00:00+00:00", "new"]
+    rows: list[ChangeRow] = []
+    recorder = ChangeRecorder(table, rows.append)
+    differ = TableDiffer(
+        table,
+        text([header, sdk]),
+        text([header, postgres]),
+        different_writers=True,
+        keep_old=recorder.keep_old,
+    )
+    for change in differ:
+        recorder.record(change)
+    recorder.finish(differ)
+    assert rows == [ChangeRow("a", "changed", ("s",), {"s": "old"}, {"s": "new"})]
+
+
+@settings(max_examples=300)
+@given(JSON_VALUE | st.dictionaries(TEXT, st.floats() | st.integers() | TEXT, max_size=5))
+def test_change_rows_hold_the_json_that_json_dumps_writes(value: object) -> None:
+    expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    assert changes._json(value) == expected
+    assert changes._json([value]) == f"[{expected}]"
 
 
 def test_withheld_deletes_are_left_out() -> None:

@@ -60,6 +60,7 @@ class Change:
     kind: ChangeKind  # retry: unchanged, but refused last time
     record_id: str
     record: Record | None = None  # the new record (decoded); None for a delete
+    text: str | None = None  # the new record's CSV text, as read (change files compare its cells)
 
 
 def _header_and_rest(batches: Iterator[list[str]]) -> tuple[str | None, Iterator[list[str]]]:
@@ -115,6 +116,16 @@ class TableDiffer:
     def old_header(self) -> list[str]:
         """The old table's CSV header (empty when there is no old table)."""
         return self._old_header
+
+    @property
+    def new_header(self) -> list[str]:
+        """The new table's CSV header."""
+        return self._new_header
+
+    @property
+    def normalises(self) -> bool:
+        """Whether cells are compared by normalised text (the snapshots come from different writers)."""
+        return self._normalise
 
     def _entries(self, batches: Iterator[list[str]], header: list[str]) -> Iterator[Batch]:
         """Per batch of records: their ids, the hashes of what is compared, and their texts."""
@@ -214,7 +225,7 @@ class TableDiffer:
 
     def _decoded(self, kinds: list[ChangeKind], ids: list[str], texts: list[str]) -> Iterator[Change]:
         for kind, record_id, text in zip(kinds, ids, texts, strict=True):
-            yield Change(kind, record_id, decode_row(parse_record(text), self._columns))
+            yield Change(kind, record_id, decode_row(parse_record(text), self._columns), text)
 
 
 def _tapped(batches: Iterator[Batch], keep: Callable[[list[str], list[str]], None]) -> Iterator[Batch]:

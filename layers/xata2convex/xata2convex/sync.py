@@ -406,7 +406,7 @@ class Sync:
             self.sink.delete(table.convex_name, deletes, stats)
         meter.done(steps=stats.batches)
         if changes and change_file:
-            changes.finish(differ.old_header, deletes=not withheld)
+            changes.finish(differ, deletes=not withheld)
             result.changes_key = self.recorder.save_changes(self.run_id, change_file)
         if self.options.dry_run and result.status == "applied":
             result.status = "dry-run"
@@ -491,7 +491,7 @@ def diff_snapshots(
             if changes:
                 changes.record(change)
         if changes:
-            changes.finish(differ.old_header)
+            changes.finish(differ)
         counts[table.name] = differ.result.to_json()
     for name, gone in sorted(old_tables.items()):
         counts[name] = {"added": 0, "changed": 0, "deleted": gone.rows, "unchanged": 0, "status": "dropped"}
