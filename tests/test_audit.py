@@ -201,6 +201,13 @@ def test_change_files_list_exactly_what_the_run_changed(setup: Setup, tmp_path: 
     counts = [f'<td class="n">{table[k]}</td>' for k in ("added", "changed", "deleted", "unchanged")]
     assert "".join(counts) in dom
     assert len(colours) > 20 and inked > 0.02
+    # A presigned URL opens the page but not its relative links: the page names each file's address.
+    for key in (
+        second["reportKey"],
+        table["changesKey"],
+        store.snapshot_key(second["snapshotId"], "manifest.json"),
+    ):
+        assert f"<code>{blobs.describe(key)}</code>" in dom
 
 
 def test_s3_objects_carry_their_content_types(s3_bucket: str, tmp_path: Path) -> None:
@@ -223,3 +230,5 @@ def test_s3_objects_carry_their_content_types(s3_bucket: str, tmp_path: Path) ->
         "db/main/runs/r1/changes/users.csv": "text/csv; charset=utf-8",
     }
     assert store.list_runs() == ["r1"]
+    page = client.get_object(Bucket=s3_bucket, Key="audit/db/main/runs/r1.html")["Body"].read().decode()
+    assert f"<code>s3://{s3_bucket}/audit/db/main/runs/r1.json</code>" in page

@@ -187,8 +187,19 @@ def _changes(run_id: str, changes: Mapping[str, ChangeSample]) -> str:
     return "<h2>Record changes</h2>" + "".join(parts)
 
 
-def render_run_report(report: Mapping[str, Any], changes: Mapping[str, ChangeSample]) -> str:
-    """The page for one run report and the first rows of its change files."""
+def _addresses(where: Mapping[str, str]) -> str:
+    """Where the report's files are, to copy: a presigned URL opens this page, not its links."""
+    if not where:
+        return ""
+    items = "".join(f"<li>{esc(label)}: <code>{esc(address)}</code></li>" for label, address in where.items())
+    return f'<details><summary class="muted">Where these files are</summary><ul>{items}</ul></details>'
+
+
+def render_run_report(
+    report: Mapping[str, Any], changes: Mapping[str, ChangeSample], where: Mapping[str, str] | None = None
+) -> str:
+    """The page for one run report and the first rows of its change files; `where` names the full
+    address (an `s3://` URI, or a path) of each file the page links to, by label."""
     run_id = str(report.get("runId", ""))
     links = [f'<a href="{esc(quote(run_id, safe=""))}.json">JSON report</a>']
     if report.get("snapshotId"):
@@ -198,6 +209,7 @@ def render_run_report(report: Mapping[str, Any], changes: Mapping[str, ChangeSam
     body = [
         f"<h1>xata2convex run <bdi>{esc(run_id)}</bdi> {_status(report.get('status'))}</h1>",
         f'<p class="muted">{" · ".join(links)}</p>',
+        _addresses(where or {}),
         _summary(report),
     ]
     if tables:

@@ -374,7 +374,16 @@ class SnapshotStore:
         """The JSON report and its HTML page (with the first rows of each change file); returns the
         report as written, which names both keys."""
         report = {**report, "reportKey": self.run_key(run_id), "htmlReportKey": self.run_key(run_id, "html")}
-        self.blobs.put(report["htmlReportKey"], render_run_report(report, changes or {}).encode())
+        where = {"JSON report": self.describe(report["reportKey"])}
+        if report.get("snapshotId"):
+            where["snapshot manifest"] = self.describe(
+                self.snapshot_key(str(report["snapshotId"]), "manifest.json")
+            )
+        for name, sample in (changes or {}).items():
+            if sample.key:
+                where[f"change file of {name}"] = self.describe(sample.key)
+        page = render_run_report(report, changes or {}, where)
+        self.blobs.put(report["htmlReportKey"], page.encode())
         self.blobs.put(report["reportKey"], json_bytes(report))
         return report
 
