@@ -14,6 +14,7 @@ from tests.test_diff import HEADER, TABLE, row, text
 from xata2convex import changes
 from xata2convex.changes import ChangeFile, ChangeRecorder, ChangeRow, read_change_file
 from xata2convex.diff import TableDiffer
+from xata2convex.model import SnapshotError
 
 HOSTILE = 'a "quoted",\r\nline <script>alert(1)</script> <img src=x onerror=alert(1)> שלום 👩‍💻'
 
@@ -124,6 +125,15 @@ def test_change_rows_hold_the_json_that_json_dumps_writes(value: object) -> None
     expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     assert changes._json(value) == expected
     assert changes._json([value]) == f"[{expected}]"
+
+
+@pytest.mark.parametrize("kind", ["changed", "deleted"])
+def test_an_old_record_that_cannot_be_read_names_its_table(kind: str) -> None:
+    """The diff only hashes old records; the change file is where a short one is first parsed."""
+    short = [HEADER, ["a", "0", None, None, "x"]]  # one cell missing
+    new = [HEADER, row("a", "y", 1)] if kind == "changed" else [HEADER]
+    with pytest.raises(SnapshotError, match=r"table 't': an old record cannot be read"):
+        rows_of(short, new)
 
 
 def test_withheld_deletes_are_left_out() -> None:

@@ -19,6 +19,7 @@ for the HTML page: a fixed budget, whatever the table's size.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import marshal
@@ -213,6 +214,8 @@ class ChangeRecorder:
                     return
                 join.rows(self._old_batches(), after, gone)
                 gone = set()
+        except (csv.Error, ValueError) as exc:  # an old record that cannot be parsed or decoded
+            raise SnapshotError(f"table {self._table!r}: an old record cannot be read ({exc})") from exc
         finally:
             self._old.close()
             self._new.close()

@@ -21,12 +21,10 @@ run is the same run with a sink that only reads and a recorder that writes nothi
 
 from __future__ import annotations
 
-import csv
 import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,15 +151,6 @@ class DryRunRecorder(RunRecorder):
 
     def finish(self, report: RunReport, state: AppliedState, etag: str | None) -> None:
         pass
-
-
-@contextmanager
-def _damage_named(snapshot_id: str, name: str) -> Iterator[None]:
-    """What the CSV reader or a cell's decoding raises on a damaged table file, as a SnapshotError."""
-    try:
-        yield
-    except (csv.Error, ValueError) as exc:
-        raise SnapshotError(f"snapshot {snapshot_id} table {name!r}: the file is damaged ({exc})") from exc
 
 
 class Sync:
@@ -345,8 +334,7 @@ class Sync:
             self._mark_applied(snapshot_id, table.xata_name, result)  # a dead run's last table counts too
             return result
         try:
-            with _damage_named(snapshot_id, table.xata_name):
-                return self._push(snapshot_id, table, decision)
+            return self._push(snapshot_id, table, decision)
         except SnapshotError as exc:
             if decision.action != "diff" or decision.base is None:
                 raise
@@ -354,8 +342,7 @@ class Sync:
             # part of the diff was written. A damaged new file fails the reconcile too, naming it.
             why = f"the diff from snapshot {decision.base.snapshot_id} failed ({exc}); {RECONCILED}"
         log.warning("table %s: %s", table.xata_name, why)
-        with _damage_named(snapshot_id, table.xata_name):
-            return self._push(snapshot_id, table, TableDecision("reconcile", why))
+        return self._push(snapshot_id, table, TableDecision("reconcile", why))
 
     def _push(self, snapshot_id: str, table: TablePlan, decision: TableDecision) -> TableReport:
         started = time.monotonic()
