@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xata2convex.codec import Cell, format_row
 from xata2convex.diff import TableDiffer
-from xata2convex.model import Column, TableSchema
+from xata2convex.model import Column, SnapshotError, TableSchema
 
 TABLE = TableSchema("t", (Column("name", "string"), Column("n", "int")))
 HEADER: list[Cell] = ["id", "xata_version", "xata_createdAt", "xata_updatedAt", "name", "n"]
@@ -117,3 +118,11 @@ def test_records_with_line_breaks_and_quoted_ids() -> None:
     counts, changes = run(old, new)
     assert counts == {"added": 0, "changed": 1, "deleted": 0, "unchanged": 1}
     assert changes[0][2]["name"] == 'q"uote\n'
+
+
+def test_a_short_record_is_refused_when_cells_are_matched_by_name() -> None:
+    """Reordered columns: a record one cell short must not read its last column as null."""
+    reordered = [HEADER[5], *HEADER[:5]]  # n first: cells are matched by name
+    old = [reordered, ["1", "a", "0", None, None, "x"], ["2", "b", "0", None, None]]  # b is short
+    with pytest.raises(SnapshotError, match=r"table 't': a snapshot record cannot be read .*5 cells"):
+        run(old, [HEADER, row("a", "x", 1)])

@@ -149,6 +149,35 @@ def test_a_damaged_snapshot_file_is_not_applied_and_the_next_export_heals_it(ben
     assert cli(bench, "verify")[0] == 0
 
 
+def text_after_a_header_quote(data: bytes) -> bytes:
+    """Quotes that pair up (so records split as usual) around text no CSV reader accepts."""
+    return b'"id"x' + data[len(b"id") :]
+
+
+@pytest.mark.parametrize("which", ["new", "applied"])
+def test_a_damaged_header_fails_or_reconciles_that_table_only(bench: Setup, which: str) -> None:
+    """A header is read before its file's checksum is known; its damage must still be that table's."""
+    assert cli(bench, "run")[0] == 0
+    applied = bench.store().latest_snapshot()
+    bench.sdk.records().update("bench_00", bench.xata.table_ids("bench_00")[0], {"name": "edited 0"})
+    bench.sdk.records().update("bench_01", bench.xata.table_ids("bench_01")[0], {"name": "edited 1"})
+    before = bench.documents("bench_01")
+    snapshot_id = jobs.run_export(bench.config).snapshot_id
+    assert applied is not None
+    damage(bench.store(), snapshot_id if which == "new" else applied, "bench_01", text_after_a_header_quote)
+    code, output = cli(bench, "sync", "--json")
+    report = json.loads(output)
+    assert report["tables"]["bench_00"]["status"] == "applied"
+    damaged = report["tables"]["bench_01"]
+    if which == "new":
+        assert code == 2 and damaged["status"] == "failed"
+        assert "table 'bench_01': a snapshot's CSV header cannot be read" in damaged["message"]
+        assert bench.documents("bench_01") == before
+    else:  # the applied file is only the diff's base: a reconcile against Convex does without it
+        assert code == 0 and damaged["status"] == "applied" and "reconcil" in damaged["message"]
+        assert cli(bench, "verify")[0] == 0
+
+
 def test_the_unchanged_shortcut_checks_the_file(bench: Setup) -> None:
     assert cli(bench, "run")[0] == 0
     snapshot_id = jobs.run_export(bench.config).snapshot_id  # nothing changed in Xata

@@ -95,8 +95,13 @@ class TableDiffer:
         new_header, self._new = _header_and_rest(record_batches(new))
         if new_header is None:
             raise SnapshotError(f"table {table.name!r}: the new snapshot's CSV has no header")
-        self._old_header = [str(c) for c in parse_record(old_header)] if old_header else []
-        self._new_header = [str(c) for c in parse_record(new_header)]
+        try:
+            self._old_header = [str(c) for c in parse_record(old_header)] if old_header else []
+            self._new_header = [str(c) for c in parse_record(new_header)]
+        except (csv.Error, ValueError) as exc:  # read before the file's checksum can be known
+            raise SnapshotError(
+                f"table {table.name!r}: a snapshot's CSV header cannot be read ({exc})"
+            ) from exc
         self._fast = self._old_header in ([], self._new_header) and not different_writers
         self._compare = list(dict.fromkeys([*self._new_header, *self._old_header]))
         self._normalise = different_writers
@@ -142,10 +147,13 @@ class TableDiffer:
         cells_of: Callable[[list[Cell]], tuple[Cell, ...]] = itemgetter(*positions)  # >= 4 columns
         types = {c.name: c.type for c in self.table.snapshot_columns()}
         compared = [types.get(n, "text") for n in self._compare]
+        width = len(header)
         for records in batches:
             ids, digests = [], []
             for record in records:
                 row = parse_record(record)
+                if len(row) != width:  # short, a missing cell would read as the null appended next
+                    raise ValueError(f"a record has {len(row)} cells, its header {width}")
                 row.append(None)
                 cells = cells_of(row)
                 if self._normalise:
