@@ -214,8 +214,6 @@ class ChangeRecorder:
                     return
                 join.rows(self._old_batches(), after, gone)
                 gone = set()
-        except (csv.Error, ValueError) as exc:  # an old record that cannot be parsed or decoded
-            raise SnapshotError(f"table {self._table!r}: an old record cannot be read ({exc})") from exc
         finally:
             self._old.close()
             self._new.close()
@@ -251,12 +249,17 @@ class _Join:
             wanted = map(after.__contains__, ids) if not gone else [i in after or i in gone for i in ids]
             for index in itertools.compress(range(len(ids)), wanted):
                 record_id, text = ids[index], text_at(index)
-                if record_id in gone:
-                    gone.discard(record_id)
-                    before = decode_row(parse_record(text), self._old_columns)
-                    self._emit(ChangeRow(record_id, "deleted", tuple(before), before, None))
-                else:
-                    self._emit(self._changed(record_id, text, after.pop(record_id)))
+                try:
+                    if record_id in gone:
+                        gone.discard(record_id)
+                        before = decode_row(parse_record(text), self._old_columns)
+                        change_row = ChangeRow(record_id, "deleted", tuple(before), before, None)
+                    else:
+                        change_row = self._changed(record_id, text, after.pop(record_id))
+                except (csv.Error, ValueError) as exc:  # the diff only hashed this old record
+                    why = f"table {self._table!r}: an old record cannot be read ({exc})"
+                    raise SnapshotError(why) from exc
+                self._emit(change_row)
         if after or gone:  # the diff said these changed, yet the old table does not hold them
             missing = ", ".join(itertools.islice(map(repr, [*after, *gone]), 3))
             raise SnapshotError(f"table {self._table!r}: old record(s) {missing} not found again")
