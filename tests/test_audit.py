@@ -205,7 +205,7 @@ def test_change_files_list_exactly_what_the_run_changed(setup: Setup, tmp_path: 
     for key in (
         second["reportKey"],
         table["changesKey"],
-        store.snapshot_key(second["snapshotId"], "manifest.json"),
+        store.manifest_key(second["snapshotId"]),
     ):
         assert f"<code>{blobs.describe(key)}</code>" in dom
 

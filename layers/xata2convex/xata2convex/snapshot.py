@@ -204,6 +204,9 @@ class SnapshotStore:
     def snapshot_key(self, snapshot_id: str, name: str) -> str:
         return f"{self.base}snapshots/{snapshot_id}/{name}"
 
+    def manifest_key(self, snapshot_id: str) -> str:
+        return self.snapshot_key(snapshot_id, "manifest.json")
+
     def table_key(self, snapshot_id: str, table: str) -> str:
         return self.snapshot_key(snapshot_id, f"tables/{table}.csv")
 
@@ -228,7 +231,7 @@ class SnapshotStore:
     def write_manifest(self, manifest: SnapshotManifest) -> None:
         """Written last: a snapshot without a manifest is incomplete and never read."""
         self.blobs.put(
-            self.snapshot_key(manifest.snapshot_id, "manifest.json"),
+            self.manifest_key(manifest.snapshot_id),
             json_bytes(manifest.to_json()),
             if_none_match=True,
         )
@@ -237,23 +240,23 @@ class SnapshotStore:
     def list_snapshots(self) -> list[str]:
         """Complete snapshots (those with a manifest), oldest first."""
         ids = self.blobs.list_dirs(f"{self.base}snapshots/")
-        return [i for i in ids if self.blobs.exists(self.snapshot_key(i, "manifest.json"))]
+        return [i for i in ids if self.blobs.exists(self.manifest_key(i))]
 
     def latest_snapshot(self) -> str | None:
         """The newest complete snapshot; reads manifests newest first and stops at the first found."""
         for snapshot_id in reversed(self.blobs.list_dirs(f"{self.base}snapshots/")):
-            if self.blobs.exists(self.snapshot_key(snapshot_id, "manifest.json")):
+            if self.blobs.exists(self.manifest_key(snapshot_id)):
                 return snapshot_id
         return None
 
     def read_manifest(self, snapshot_id: str) -> SnapshotManifest:
-        blob = self.blobs.get(self.snapshot_key(snapshot_id, "manifest.json"))
+        blob = self.blobs.get(self.manifest_key(snapshot_id))
         if blob is None:
-            where = self.describe(self.snapshot_key(snapshot_id, "manifest.json"))
+            where = self.describe(self.manifest_key(snapshot_id))
             raise SnapshotError(
                 f"snapshot {snapshot_id!r} has no manifest at {where} (missing or incomplete)"
             )
-        return SnapshotManifest.from_json(self._json(blob, self.snapshot_key(snapshot_id, "manifest.json")))
+        return SnapshotManifest.from_json(self._json(blob, self.manifest_key(snapshot_id)))
 
     def read_schema(self, snapshot_id: str) -> DatabaseSchema:
         blob = self.blobs.get(self.snapshot_key(snapshot_id, "schema.json"))
@@ -376,9 +379,7 @@ class SnapshotStore:
         report = {**report, "reportKey": self.run_key(run_id), "htmlReportKey": self.run_key(run_id, "html")}
         where = {"JSON report": self.describe(report["reportKey"])}
         if report.get("snapshotId"):
-            where["snapshot manifest"] = self.describe(
-                self.snapshot_key(str(report["snapshotId"]), "manifest.json")
-            )
+            where["snapshot manifest"] = self.describe(self.manifest_key(str(report["snapshotId"])))
         for name, sample in (changes or {}).items():
             if sample.key:
                 where[f"change file of {name}"] = self.describe(sample.key)
