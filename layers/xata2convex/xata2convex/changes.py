@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Literal, cast
 
 from .codec import Cell, decode_row, decode_value, format_row, normalised, parse_record, read_rows
-from .diff import Change, TableDiffer, read_spilled
+from .diff import Change, TableDiffer, positions_by_name, read_spilled
 from .model import Column, Record, SnapshotError, TableSchema
 
 CHANGE_COLUMNS = ("id", "change", "fields", "before", "after")
@@ -240,7 +240,7 @@ class _Join:
         self._widths = len(old_header), len(new_header)
         # None when both sides have one header (the usual case): their cells pair up as they are.
         self._at = None if old_header == new_header else (
-            _positions(old_header, self._names), _positions(new_header, self._names)
+            positions_by_name(old_header, self._names), positions_by_name(new_header, self._names)
         )  # fmt: skip
 
     def rows(self, old: Iterable[OldBatch], after: dict[str, str], gone: set[str]) -> None:
@@ -269,7 +269,7 @@ class _Join:
         if (len(old_cells), len(new_cells)) != self._widths:
             raise ValueError(f"record {record_id!r} does not have one cell per column")
         if self._at is not None:
-            old_cells.append(None)  # position -1: a column that side does not have
+            old_cells.append(None)  # see positions_by_name
             new_cells.append(None)
             old_cells = [old_cells[i] for i in self._at[0]]
             new_cells = [new_cells[i] for i in self._at[1]]
@@ -296,9 +296,3 @@ def _size(texts: list[str]) -> int:
 def _slicer(joined: str, ends: array[int]) -> Callable[[int], str]:
     """The text at each position of texts joined into one string, given their end offsets."""
     return lambda index: joined[ends[index - 1] if index else 0 : ends[index]]
-
-
-def _positions(header: Sequence[str], names: Sequence[str]) -> list[int]:
-    """Where each of `names` is in `header`; -1 (the None appended to a row) where it is not."""
-    index = {name: i for i, name in enumerate(header)}
-    return [index.get(name, -1) for name in names]

@@ -23,7 +23,7 @@ import itertools
 import marshal
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from operator import itemgetter
 from typing import IO, Any, Literal
@@ -142,8 +142,7 @@ class TableDiffer:
                 ids = [r[: r.find(",")] if r[:1] != '"' else str(parse_record(r)[0]) for r in records]
                 yield ids, list(map(hash, records)), records
             return
-        index = {n: i for i, n in enumerate(header)}
-        positions = [index.get(n, -1) for n in self._compare]  # -1: a None appended to every row
+        positions = positions_by_name(header, self._compare)
         cells_of: Callable[[list[Cell]], tuple[Cell, ...]] = itemgetter(*positions)  # >= 4 columns
         types = {c.name: c.type for c in self.table.snapshot_columns()}
         compared = [types.get(n, "text") for n in self._compare]
@@ -234,6 +233,13 @@ class TableDiffer:
     def _decoded(self, kinds: list[ChangeKind], ids: list[str], texts: list[str]) -> Iterator[Change]:
         for kind, record_id, text in zip(kinds, ids, texts, strict=True):
             yield Change(kind, record_id, decode_row(parse_record(text), self._columns), text)
+
+
+def positions_by_name(header: Sequence[str], names: Sequence[str]) -> list[int]:
+    """Where each of `names` is in `header`; -1 where it is not, the position of a None appended
+    to each row, so a column only one side has reads as null there."""
+    index = {name: i for i, name in enumerate(header)}
+    return [index.get(name, -1) for name in names]
 
 
 def _tapped(batches: Iterator[Batch], keep: Callable[[list[str], list[str]], None]) -> Iterator[Batch]:
