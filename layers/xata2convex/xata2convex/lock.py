@@ -349,12 +349,8 @@ class HeldLease:
 
 
 @contextmanager
-def holding(store: SnapshotStore, run_id: str, held: HeldLease | None = None) -> Iterator[HeldLease]:
-    """The lock for a run: `held` when the caller already holds it (the worker), else acquired here,
-    renewed while the block runs and released after it."""
-    if held is not None:
-        yield held
-        return
+def holding(store: SnapshotStore, run_id: str) -> Iterator[HeldLease]:
+    """The lock for a run, acquired here, renewed while the block runs and released after it."""
     lease = RunLock.for_store(store).acquire(run_id)
     try:
         with lease.renewing():

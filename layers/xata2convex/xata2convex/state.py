@@ -30,7 +30,6 @@ class StateFileError(SnapshotError):
     def __init__(self, where: str, problem: str, etag: str | None = None) -> None:
         self.summary = f"{where} is corrupt ({problem})"  # what a sync reports while it reconciles
         super().__init__(f"{self.summary}; {self.FIX}")
-        self.where = where
         self.etag = etag
 
 
