@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .changes import ChangeFile, ChangeRecorder, ChangeRow, ChangeSample
 from .convex_sink import BatchLimitReached, DryRunSink, MirrorSink, MirrorWriter, PushStats
@@ -82,7 +82,7 @@ class SyncOptions:
     stop_after_batches: int | None = None  # fault hook: stop the push after this many batches
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> Literal["incremental", "full"]:
         return "full" if self.full else "incremental"
 
     @property
@@ -216,7 +216,7 @@ class Sync:
         report = RunReport(
             run_id=self.run_id,
             snapshot_id=snapshot_id,
-            mode="full" if self.options.full else "incremental",
+            mode=self.options.mode,
             dry_run=self.options.dry_run,
             trigger=self.options.trigger,
             base_snapshot_id=state.snapshot_id,
@@ -480,9 +480,10 @@ def diff_snapshots(
         if changes:
             changes.finish(differ)
         counts[table.name] = differ.result.to_json()
+    old_schema = store.read_schema(old_id) if on_change and old_tables else None
     for name, gone in sorted(old_tables.items()):
         counts[name] = {"added": 0, "changed": 0, "deleted": gone.rows, "unchanged": 0, "status": "dropped"}
-        if on_change:
-            for record in store.iter_records(old_id, store.read_schema(old_id).table(name)):
+        if on_change and old_schema is not None:
+            for record in store.iter_records(old_id, old_schema.table(name), expected=gone):
                 on_change(name, ChangeRow(str(record["id"]), "deleted", tuple(record), record, None))
     return counts
