@@ -443,11 +443,6 @@ def runs() -> None:
     """Browse run reports and the record-level changes of each run."""
 
 
-def run_totals(report: dict[str, Any]) -> dict[str, int]:
-    tables = report.get("tables", {}).values()
-    return {k: sum(int(t.get(k, 0)) for t in tables) for k in ("added", "changed", "deleted")}
-
-
 @runs.command("ls")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="newest N runs")
 @config_options(*STORE)
@@ -466,7 +461,7 @@ def runs_ls(limit: int, as_json: bool, **kwargs: Any) -> None:
                 "trigger": report.get("trigger"),
                 "snapshotId": report.get("snapshotId"),
                 "startedAt": report.get("startedAt"),
-                **run_totals(report),
+                **jobs.run_totals(report),
             }
         )
     text = "\n".join(

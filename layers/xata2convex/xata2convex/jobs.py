@@ -278,3 +278,12 @@ def verify(config: Config) -> dict[str, Any]:
     if not state or not state.snapshot_id:
         raise SnapshotError("nothing has been applied in full yet: run `xata2convex sync` first")
     return verify_snapshot(store, MirrorWriter(open_convex(config)), state.snapshot_id)
+
+
+TOTALS = ("added", "changed", "deleted")
+
+
+def run_totals(report: dict[str, Any], keys: tuple[str, ...] = TOTALS) -> dict[str, int]:
+    """A run report's counts, summed over its tables."""
+    tables = report.get("tables", {}).values()
+    return {key: sum(int(table.get(key, 0)) for table in tables) for key in keys}

@@ -318,10 +318,7 @@ def abandon_run(request: TriggerRequest, reason: str) -> None:
 
 
 def _counts(report: dict[str, Any]) -> str:
-    totals = {k: 0 for k in ("added", "changed", "deleted", "unchanged")}
-    for table in report.get("tables", {}).values():
-        for key in totals:
-            totals[key] += int(table.get(key, 0))
+    totals = jobs.run_totals(report, ("added", "changed", "deleted", "unchanged"))
     return ", ".join(f"{v} {k}" for k, v in totals.items())
 
 
