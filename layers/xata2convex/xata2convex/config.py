@@ -157,6 +157,7 @@ class Config:
         return secret_values(getattr(self, name) for name in SECRET_FIELDS)
 
 
+_ENV_NAMES: dict[str, str] = {f.name: str(f.metadata["env"]) for f in fields(Config)}
 POSTGRES_SCHEMES = ("postgres", "postgresql")
 
 
@@ -167,7 +168,7 @@ def _load_secret_field(name: str, raw: str) -> str | None:
 
 def env_name(field_name: str) -> str:
     """The environment variable of a Config field."""
-    return str(next(f for f in fields(Config) if f.name == field_name).metadata["env"])
+    return _ENV_NAMES[field_name]
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:
@@ -195,9 +196,6 @@ def _check_http_url(config: Config, field_name: str) -> None:
             "xata_endpoint_url": "https://… or http://host:port",
         }[field_name]
         raise ConfigError(f"{env_name(field_name)}={value!r} is not an http(s) URL; expected {example}")
-
-
-_ENV_NAMES = {f.name: f.metadata["env"] for f in fields(Config)}
 
 
 def get_lambda_secret(arn: str, setting: str) -> str:
@@ -228,7 +226,7 @@ def load_lambda_config(env: Mapping[str, str] | None = None) -> Config:
     ):
         arn = env.get(arn_var)
         if arn:
-            overrides[attr] = get_lambda_secret(arn, _ENV_NAMES[attr])
+            overrides[attr] = get_lambda_secret(arn, env_name(attr))
     return config.with_overrides(**overrides)
 
 
