@@ -22,7 +22,6 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,12 +221,7 @@ def signed_event(event: dict[str, Any], secret: str, *, now: float | None = None
     """A Function URL event with its trigger headers signed again, for the current time."""
     body = event.get("body") or ""
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
-    stamp = str(int(time.time() if now is None else now))
-    headers = {
-        **(event.get("headers") or {}),
-        signing.TIMESTAMP_HEADER: stamp,
-        signing.SIGNATURE_HEADER: signing.compute_signature(secret, stamp, raw),
-    }
+    headers = {**(event.get("headers") or {}), **signing.signed_headers(secret, raw, now)}
     return {**event, "headers": headers}
 
 
