@@ -74,3 +74,19 @@ def test_the_worker_fails_the_run_with_that_line_and_frees_the_lock(
     assert trigger.RunLock.for_store(store).holder() is None
     report = store.read_run_report("empty-secret-1")
     assert report is not None and "put-secret-value" in report["error"]
+
+
+def test_a_worker_whose_other_settings_are_wrong_still_frees_the_lock(
+    trigger_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """abandon_run reads only the store's settings: the one that failed may be any other."""
+    monkeypatch.setenv("CONVEX_URL", "notaurl")
+    store = SnapshotStore(LocalBlobStore(trigger_env), "sample", "main")
+    trigger.RunLock.for_store(store).reserve("bad-url-1")
+    worker = load_handler_module(REPO / "functions" / "sync_worker" / "app.py")
+    expected = r"run bad-url-1: CONVEX_URL='notaurl' is not an http\(s\) URL"
+    with pytest.raises(trigger.JobFailed, match=expected):
+        worker.lambda_handler({"runId": "bad-url-1", "mode": "incremental"}, LocalLambdaContext())
+    assert trigger.RunLock.for_store(store).holder() is None
+    report = store.read_run_report("bad-url-1")
+    assert report is not None and "CONVEX_URL" in report["error"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from . import jobs
-from .config import Config, ConfigError, get_lambda_secret, load_secret, scrub
+from .config import Config, ConfigError, env_name, get_lambda_secret, load_secret, scrub
 from .lock import DEFAULT_LEASE_SECONDS, LockBusy, RunLock, iso
 from .model import XataToConvexError
 from .signing import (
@@ -309,9 +309,14 @@ def check_snapshot_folder(config: Config) -> None:
         )
 
 
+# What a worker needs to find the run's folder, and nothing else (no secret).
+STORE_SETTINGS = frozenset(env_name(field) for field in ("snapshot_uri", "xata_database_url"))
+
+
 def abandon_run(request: TriggerRequest, reason: str) -> None:
-    """For a worker that cannot even load its settings: record the failure in runs/ and free the lock."""
-    config = Config.from_env()  # the store needs no secret
+    """For a worker that cannot even load its settings: record the failure in runs/ and free the lock.
+    Only the store's settings are read, since the one that failed may be any other."""
+    config = Config.from_env({k: v for k, v in os.environ.items() if k in STORE_SETTINGS})
     store = jobs.open_store(config)
     _failed(config, store, request, JobFailed(reason), record_in_convex=False)
     RunLock.for_store(store).release(request.run_id)
