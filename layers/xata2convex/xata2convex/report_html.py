@@ -44,10 +44,14 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def text_html(text: str) -> str:
+    """A text of any length and direction (a value, a message), cut and escaped."""
+    return f'<bdi class="v">{esc(cut(text))}</bdi>'
+
+
 def value_html(value: Any) -> str:
     """A decoded Xata value as its JSON text, cut and escaped."""
-    text = json.dumps(value, ensure_ascii=False)  # strings quoted, so "" and " " stay visible
-    return f'<bdi class="v">{esc(cut(text))}</bdi>'
+    return text_html(json.dumps(value, ensure_ascii=False))  # strings quoted: "" and " " stay visible
 
 
 def _status(status: Any) -> str:
@@ -86,8 +90,11 @@ def _summary(report: Mapping[str, Any]) -> str:
     if report.get("dryRun"):
         fields.append(("dry run", "nothing was written"))
     if report.get("error"):
-        fields.append(("error", f'<bdi class="v">{esc(cut(str(report["error"])))}</bdi>'))
+        fields.append(("error", text_html(str(report["error"]))))
     return _rows([], [[f"<th>{label}</th>", f"<td>{value}</td>"] for label, value in fields])
+
+
+COUNTED = ("added", "changed", "deleted", "unchanged", "rejected", "batches")
 
 
 def _counts(tables: Mapping[str, Any]) -> str:
@@ -96,9 +103,7 @@ def _counts(tables: Mapping[str, Any]) -> str:
         [
             _cell(name),
             f"<td>{_status(t.get('status'))}</td>",
-            *[_cell(t.get(k, 0), numeric=True) for k in ("added", "changed", "deleted", "unchanged")],
-            _cell(t.get("rejected", 0), numeric=True),
-            _cell(t.get("batches", 0), numeric=True),
+            *[_cell(t.get(k, 0), numeric=True) for k in COUNTED],
             _cell(t.get("durationMs"), numeric=True),
         ]
         for name, t in tables.items()
@@ -111,8 +116,7 @@ def _held_back(tables: Mapping[str, Any]) -> str:
     if not held:
         return ""
     items = "".join(
-        f"<li><b><bdi>{esc(n)}</bdi></b> {_status(t['status'])} "
-        f'<bdi class="v">{esc(cut(str(t.get("message") or "")))}</bdi></li>'
+        f"<li><b><bdi>{esc(n)}</bdi></b> {_status(t['status'])} {text_html(str(t.get('message') or ''))}</li>"
         for n, t in held
     )
     return f"<h2>Held-back tables</h2><ul>{items}</ul>"
@@ -124,9 +128,7 @@ def _notices(report: Mapping[str, Any]) -> str:
     tables: Mapping[str, Any] = report.get("tables", {})
     rejected = [(n, t) for n, t in tables.items() if t.get("errors")]
     if rejected:
-        items = "".join(
-            f'<li><bdi class="v">{esc(cut(str(e)))}</bdi></li>' for _, t in rejected for e in t["errors"]
-        )
+        items = "".join(f"<li>{text_html(str(e))}</li>" for _, t in rejected for e in t["errors"])
         total = sum(int(t.get("rejected", len(t["errors"]))) for _, t in rejected)
         parts.append(
             f"<h2>Rejected records ({total:,})</h2><p>These records are not mirrored and their Convex "
@@ -136,13 +138,12 @@ def _notices(report: Mapping[str, Any]) -> str:
     notices = [(n, t) for n, t in tables.items() if t.get("status") not in HELD_BACK and t.get("message")]
     if notices:
         items = "".join(
-            f'<li><b><bdi>{esc(n)}</bdi></b> <bdi class="v">{esc(cut(str(t["message"])))}</bdi></li>'
-            for n, t in notices
+            f"<li><b><bdi>{esc(n)}</bdi></b> {text_html(str(t['message']))}</li>" for n, t in notices
         )
         parts.append(f"<h2>Notes</h2><ul>{items}</ul>")
     drift = report.get("drift") or []
     if drift:
-        items = "".join(f'<li><bdi class="v">{esc(cut(str(d)))}</bdi></li>' for d in drift)
+        items = "".join(f"<li>{text_html(str(d))}</li>" for d in drift)
         parts.append(f"<h2>Schema drift</h2><ul>{items}</ul>")
     return "".join(parts)
 
