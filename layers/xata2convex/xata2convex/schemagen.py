@@ -132,6 +132,11 @@ def _table_map_entry(table: TablePlan) -> list[str]:
     return lines
 
 
+def _link_index(field: FieldPlan) -> str:
+    """The index on a link's id field: the table definition declares it, the map names it."""
+    return _index_name("by_", field.link_id or "")
+
+
 def _field_info(field: FieldPlan) -> str:
     info = f"xata: {_js(field.xata_name)}, type: {_js(field.column.type)}"
     if field.int64:
@@ -139,7 +144,7 @@ def _field_info(field: FieldPlan) -> str:
     if field.link_id is not None:
         info += (
             f", link: {{ table: {_js(field.link_table or '')}, idField: {_js(field.link_id)}, "
-            f"index: {_js(_index_name('by_', field.link_id))} }}"
+            f"index: {_js(_link_index(field))} }}"
         )
     return info
 
@@ -158,8 +163,7 @@ def _table_definition(table: TablePlan, config: MirrorConfig) -> list[str]:
         lines.append(f"    // no vector index on {field.convex_name}: {reason}")
     indexes = [f'.index("{BY_XATA_ID_INDEX}", ["{XATA_ID_FIELD}"])']
     indexes += [
-        f'.index("{_index_name("by_", field.link_id or "")}", ["{field.link_id}", "{field.convex_name}"])'
-        for field in table.links
+        f'.index("{_link_index(field)}", ["{field.link_id}", "{field.convex_name}"])' for field in table.links
     ]
     indexes += [
         f'.searchIndex("{_index_name("search_", f.convex_name)}", {{ searchField: "{f.convex_name}" }})'
