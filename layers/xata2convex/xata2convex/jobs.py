@@ -128,7 +128,7 @@ def run_sync(
         recorded = record_run(convex, started, options.trigger)
         trigger = options.trigger or (recorded or {}).get("trigger") or "manual"
         sync = Sync(store, writer, replace(options, run_id=run_id, trigger=trigger), display)
-        close_dead_run(store, convex, sync.run_id)
+        close_dead_run(store, convex, sync.run_id, closed=held.took_over_from)
         try:
             report = sync.run().to_json()
         except Exception as exc:
@@ -205,15 +205,18 @@ def close_taken_over(store: SnapshotStore, convex: ConvexTransport, lease: HeldL
     _close(store, convex, own)
 
 
-def close_dead_run(store: SnapshotStore, convex: ConvexTransport, run_id: str) -> None:
+def close_dead_run(
+    store: SnapshotStore, convex: ConvexTransport, run_id: str, *, closed: str | None = None
+) -> None:
     """A run that died (e.g. the Lambda timeout) left progress.json and a syncRuns document saying
-    `running`: give both its final status (`dead_run_report`), naming the run that picks up its work."""
+    `running`: give both its final status (`dead_run_report`), naming the run that picks up its work.
+    `closed` is a dead run already closed when its lease was taken over (`close_taken_over`)."""
     try:
         left = store.read_progress()
     except StateFileError as exc:  # the dead run cannot be named; its tables are reconciled
         log.warning("%s", exc)
         return
-    if left is None or left.run_id == run_id:
+    if left is None or left.run_id in (run_id, closed):
         return
     _close(store, convex, dead_run_report(store, left, run_id))
 
