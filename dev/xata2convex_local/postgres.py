@@ -22,6 +22,10 @@ from typing import Any
 
 import psycopg
 
+from xata2convex.pg_catalog import quote_ident
+
+from .xata_store import PG_META
+
 SERVER_USER = "postgres"  # the OS user Debian's postgresql package creates
 
 
@@ -129,19 +133,18 @@ SQL_TYPES = {
     "bool": "boolean", "datetime": "timestamptz", "link": "text", "multiple": "text[]", "json": "jsonb",
     "vector": "real[]", "file": "xata.xata_file", "file[]": "xata.xata_file_array",
 }  # fmt: skip
-META = ("xata_id", "xata_version", "xata_createdat", "xata_updatedat")
 
 
 def load_seed(cluster: PostgresCluster, database: str, seed_dir: Path) -> None:
     """Create `database` and load a seed (schema.json + <table>.jsonl, as the stand-in reads them)."""
     import json
 
-    cluster.execute(f"CREATE DATABASE {quote(database)}")
+    cluster.execute(f"CREATE DATABASE {quote_ident(database)}")
     tables = json.loads((seed_dir / "schema.json").read_text())["tables"]
     statements = [XATA_SCHEMA]
     links = []
     for table in tables:
-        name = quote(table["name"])
+        name = quote_ident(table["name"])
         columns = [
             "xata_id text PRIMARY KEY DEFAULT 'rec_' || md5(random()::text)",
             "xata_version integer NOT NULL DEFAULT 0",
@@ -150,15 +153,16 @@ def load_seed(cluster: PostgresCluster, database: str, seed_dir: Path) -> None:
         ]
         for column in _columns(table):
             unique = " UNIQUE" if column.get("unique") else ""
-            columns.append(f"{quote(column['name'])} {SQL_TYPES[column['type']]}{unique}")
+            columns.append(f"{quote_ident(column['name'])} {SQL_TYPES[column['type']]}{unique}")
             comment = _comment(column)
             if comment:
                 text = json.dumps(comment).replace("'", "''")
-                statements.append(f"COMMENT ON COLUMN {name}.{quote(column['name'])} IS '{text}';")
+                statements.append(f"COMMENT ON COLUMN {name}.{quote_ident(column['name'])} IS '{text}';")
             if column["type"] == "link":  # after the data: a seed may hold links to records it lacks
                 links.append(
-                    f"ALTER TABLE {name} ADD FOREIGN KEY ({quote(column['name'])}) "
-                    f"REFERENCES {quote(column['link']['table'])} (xata_id) ON DELETE SET NULL NOT VALID;"
+                    f"ALTER TABLE {name} ADD FOREIGN KEY ({quote_ident(column['name'])}) "
+                    f"REFERENCES {quote_ident(column['link']['table'])} (xata_id) "
+                    "ON DELETE SET NULL NOT VALID;"
                 )
         statements.insert(1, f"CREATE TABLE {name} ({', '.join(columns)});")
     cluster.execute("\n".join(statements), database=database)
@@ -172,12 +176,8 @@ def load_seed(cluster: PostgresCluster, database: str, seed_dir: Path) -> None:
             conn.execute("\n".join(links).encode())
 
 
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _columns(table: dict[str, Any]) -> list[dict[str, Any]]:
-    return [c for c in table["columns"] if c["name"] not in META]
+    return [c for c in table["columns"] if c["name"] not in PG_META]
 
 
 def _comment(column: dict[str, Any]) -> dict[str, Any]:
@@ -213,7 +213,7 @@ def _insert(conn: psycopg.Connection[Any], table: dict[str, Any], record: dict[s
             value = json.dumps(value)  # a seed's json column is JSON text already
         values[column["name"]] = value
         casts[column["name"]] = "::jsonb" if kind in ("json", "file", "file[]") else f"::{SQL_TYPES[kind]}"
-    names = ", ".join(quote(n) for n in values)
+    names = ", ".join(quote_ident(n) for n in values)
     placeholders = ", ".join(f"%s{casts.get(n, '')}" for n in values)
-    query = f"INSERT INTO {quote(table['name'])} ({names}) VALUES ({placeholders})"
+    query = f"INSERT INTO {quote_ident(table['name'])} ({names}) VALUES ({placeholders})"
     conn.execute(query.encode(), list(values.values()))
