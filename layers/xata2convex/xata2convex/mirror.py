@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from functools import cached_property, partial
 from typing import Any, Final, Literal, TypeVar
 
-from xata2convex.convex_json import INT64_MAX, INT64_MIN, Int64
+from xata2convex.convex_json import Int64
 from xata2convex.mirror_config import CONFIG_FILE, MirrorConfig, int64_hint
 from xata2convex.model import (
     EXPIRING_FILE_FIELDS,
@@ -366,20 +366,25 @@ def _is_unicode(value: str) -> bool:
     return True
 
 
-def _integer(value: Any) -> int:
+def _whole(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Unstorable(f"expected an integer, got {type(value).__name__}")
-    if abs(value) > MAX_SAFE_INTEGER:
-        raise _BeyondFloat("the integer is beyond ±2^53, which a Convex number (float64) cannot hold exactly")
     return value
 
 
+def _integer(value: Any) -> int:
+    whole = _whole(value)
+    if abs(whole) > MAX_SAFE_INTEGER:
+        raise _BeyondFloat("the integer is beyond ±2^53, which a Convex number (float64) cannot hold exactly")
+    return whole
+
+
 def _int64(value: Any) -> Int64:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Unstorable(f"expected an integer, got {type(value).__name__}")
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise _Unstorable("the integer is outside the int64 range (-2^63 .. 2^63-1)")
-    return Int64(value)
+    whole = _whole(value)
+    try:
+        return Int64(whole)  # which checks the range
+    except ValueError:
+        raise _Unstorable("the integer is outside the int64 range (-2^63 .. 2^63-1)") from None
 
 
 def _number(value: Any) -> int | float:
